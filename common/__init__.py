@@ -1,0 +1,1 @@
+"""Shared code for the numbered msmarco-search scripts."""

@@ -1,0 +1,78 @@
+"""Batched encoding of tokenised rows into unit vectors, and loading checkpoints."""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .artifacts import StageError, require
+from .model import TwoTowerModel
+from .vocab import TokenTable
+
+
+def autocast(device: torch.device):
+    """bf16 mixed precision on CUDA; plain fp32 on the CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def load_model(path: Path, vocab_fp: str, device) -> tuple[TwoTowerModel, dict]:
+    """Load a checkpoint, refusing one trained on another vocabulary."""
+    from .artifacts import PRODUCERS
+    path = Path(path)
+    if not path.exists():
+        raise StageError(f"{path} not found: run {PRODUCERS.get(path.name, 's04_train_tower.py')} first")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise StageError(f"{path} is not a readable checkpoint ({type(e).__name__}): re-run the stage that wrote it")
+    if ckpt.get("vocab_fingerprint") != vocab_fp:
+        raise StageError(f"{path} was trained on another vocabulary ({ckpt.get('vocab_fingerprint')} != {vocab_fp}): "
+                         f"re-run s04_train_tower.py")
+    model = TwoTowerModel.from_checkpoint(ckpt).to(device)
+    return model, ckpt
+
+
+@torch.no_grad()
+def encode_rows(model: TwoTowerModel, table: TokenTable, rows: np.ndarray, which: str, device,
+                batch_size: int = 1024, max_len: int = 256, progress=None) -> np.ndarray:
+    """Vectors for table rows `rows`, in that order. Rows are batched by length so that little
+    padding is computed; the order is restored at the end."""
+    model.eval()
+    enc = model.encode_passage if which == "passage" else model.encode_query
+    rows = np.asarray(rows)
+    out = np.empty((len(rows), model.config["out_dim"]), dtype=np.float32)
+    order = np.argsort(table.lengths()[rows], kind="stable")
+    for s in range(0, len(rows), batch_size):
+        idx = order[s:s + batch_size]
+        ids, lens = table.batch(rows[idx], max_len)
+        with autocast(device):
+            v = enc(torch.from_numpy(ids).to(device), torch.from_numpy(lens).to(device))
+        out[idx] = v.float().cpu().numpy()
+        if progress is not None:
+            progress.update(len(idx))
+    return out
+
+
+def encode_texts(model: TwoTowerModel, vocab, texts: list[str], device, which: str = "query",
+                 max_len: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors for raw texts; also returns how many known (non-<unk>) words each text had."""
+    from .vocab import UNK
+    ids = [vocab.encode(t, max_len) or [UNK] for t in texts]
+    known = np.array([sum(1 for i in x if i != UNK) for x in ids])
+    width = max(len(x) for x in ids)
+    mat = np.zeros((len(ids), width), dtype=np.int64)
+    for i, x in enumerate(ids):
+        mat[i, :len(x)] = x
+    lens = np.array([len(x) for x in ids], dtype=np.int64)
+    enc = model.encode_query if which == "query" else model.encode_passage
+    with torch.no_grad():
+        v = enc(torch.from_numpy(mat).to(device), torch.from_numpy(lens).to(device))
+    return v.float().cpu().numpy(), known
+
+
+def checkpoint_manifest(path: Path) -> dict:
+    return require(path)

@@ -1,0 +1,240 @@
+"""Reading MS MARCO (Hugging Face `microsoft/ms_marco`, or a local copy in its layout) and
+combining its splits into two tables: one row per query, and one row per unique passage.
+
+Rows are read in batches and written as they go, so v2.1 (about 10M passages) streams through
+in bounded memory. Broken rows are repaired or skipped, counted, and reported; nothing crashes.
+"""
+from __future__ import annotations
+
+import collections
+import glob
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .artifacts import StageError, atomic_path
+from .text import normalize
+
+HUB_REPO = "microsoft/ms_marco"
+SPLITS = ("train", "validation", "test")
+MAX_PASSAGE_CHARS = 20_000
+
+QUERY_SCHEMA = pa.schema([
+    ("split", pa.string()), ("query_id", pa.int64()), ("query", pa.string()),
+    ("query_type", pa.string()), ("answers", pa.list_(pa.string())),
+    ("passage_ids", pa.list_(pa.int64())), ("is_selected", pa.list_(pa.int8())),
+])
+PASSAGE_SCHEMA = pa.schema([("passage_id", pa.int64()), ("text", pa.string())])
+
+
+def passage_id(text: str) -> int:
+    """Stable 64-bit id from the (normalised) text: the same text always gets the same id."""
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little", signed=True)
+
+
+# ---------------------------------------------------------------- sources
+def local_split_files(source: str, config: str, split: str) -> list[str]:
+    root = Path(source)
+    for d in (root / config, root):
+        files = sorted(glob.glob(str(d / f"{split}-*.parquet")))
+        if files:
+            return files
+    return []
+
+
+def iter_local(source: str, config: str, split: str, batch_size: int):
+    """Rows of a local copy laid out as the hub repo: {source}/{config}/{split}-*.parquet."""
+    for f in local_split_files(source, config, split):
+        try:
+            pf = pq.ParquetFile(f)
+        except Exception as e:  # a truncated or non-parquet file
+            raise StageError(f"cannot read {f} ({type(e).__name__}: {e}): re-download it")
+        for batch in pf.iter_batches(batch_size=batch_size):
+            yield batch.to_pylist()
+
+
+def iter_hub(repo: str, config: str, split: str, batch_size: int):
+    """Rows from the Hugging Face Hub through `datasets` (downloads once, then cached)."""
+    import datasets
+    try:
+        ds = datasets.load_dataset(repo, config, split=split)
+    except ValueError as e:
+        if "Unknown split" in str(e) or "split" in str(e).lower():
+            return
+        raise
+    except Exception as e:
+        raise StageError(f"could not load {repo} ({config}, {split}) from the Hugging Face Hub: "
+                         f"{type(e).__name__}: {str(e).splitlines()[0][:200]}. "
+                         f"Offline? Pass --source DIR with a local copy ({config}/{split}-*.parquet)")
+    for batch in ds.iter(batch_size=batch_size):
+        keys = list(batch)
+        yield [dict(zip(keys, vals)) for vals in zip(*(batch[k] for k in keys))]
+
+
+# ---------------------------------------------------------------- row repair
+def _clean_str(x) -> str | None:
+    if x is None:
+        return None
+    if isinstance(x, bytes):
+        x = x.decode("utf-8", errors="replace")
+    if not isinstance(x, str):
+        return None
+    if not x.isascii():
+        # lone surrogates and the like cannot be written to Parquet
+        x = x.encode("utf-8", errors="replace").decode("utf-8")
+    return x
+
+
+def parse_row(row, counts: collections.Counter):
+    """Return (query_id, query, query_type, answers, [(text, selected)]) or None to skip the row."""
+    if not isinstance(row, dict):
+        counts["not_a_record"] += 1
+        return None
+    qid = row.get("query_id")
+    try:
+        qid = int(qid)
+    except (TypeError, ValueError, OverflowError):
+        counts["missing_query_id"] += 1
+        return None
+    query = _clean_str(row.get("query"))
+    if query is None or not query.strip():
+        counts["empty_query"] += 1
+        return None
+    fixed = normalize(query)
+    if fixed != query:
+        counts["repaired_text"] += 1
+    query = fixed.strip()
+    qtype = _clean_str(row.get("query_type")) or ""
+    answers = row.get("answers")
+    answers = [a for a in (_clean_str(a) for a in answers) if a] if isinstance(answers, (list, tuple, np.ndarray)) else []
+
+    p = row.get("passages")
+    texts = p.get("passage_text") if isinstance(p, dict) else None
+    sel = p.get("is_selected") if isinstance(p, dict) else None
+    if texts is None or len(texts) == 0:
+        counts["no_passages"] += 1
+        texts = []
+    texts = list(texts)
+    sel = list(sel) if sel is not None else []
+    if len(sel) != len(texts):
+        counts["mismatched_passage_lists"] += 1
+        sel = (sel + [0] * len(texts))[:len(texts)]
+    out = []
+    for t, s in zip(texts, sel):
+        t = _clean_str(t)
+        if t is None or not t.strip():
+            counts["empty_passage"] += 1
+            continue
+        if len(t) > MAX_PASSAGE_CHARS:
+            counts["long_passage_truncated"] += 1
+            t = t[:MAX_PASSAGE_CHARS]
+        f = normalize(t)
+        if f != t:
+            counts["repaired_text"] += 1
+        try:
+            s = 1 if int(s) == 1 else 0
+        except (TypeError, ValueError):
+            counts["bad_is_selected"] += 1
+            s = 0
+        out.append((f.strip(), s))
+    return qid, query, qtype, answers, out
+
+
+# ---------------------------------------------------------------- combine
+def combine(out_queries: Path, out_passages: Path, rows_by_split, batch_rows: int = 20_000,
+            progress=None) -> dict:
+    """Write the query table and the unique-passage table; return counts for the report."""
+    counts = collections.Counter()
+    seen_q: set[int] = set()
+    seen_p: set[int] = set()
+    per_split = collections.Counter()
+    with atomic_path(out_queries) as tq, atomic_path(out_passages) as tp:
+        qw = pq.ParquetWriter(tq, QUERY_SCHEMA)
+        pw = pq.ParquetWriter(tp, PASSAGE_SCHEMA)
+        qbuf = {k: [] for k in QUERY_SCHEMA.names}
+        pbuf = {"passage_id": [], "text": []}
+
+        def flush(force=False):
+            if qbuf["query_id"] and (force or len(qbuf["query_id"]) >= batch_rows):
+                qw.write_table(pa.table(qbuf, schema=QUERY_SCHEMA))
+                for v in qbuf.values():
+                    v.clear()
+            if pbuf["passage_id"] and (force or len(pbuf["passage_id"]) >= batch_rows):
+                pw.write_table(pa.table(pbuf, schema=PASSAGE_SCHEMA))
+                for v in pbuf.values():
+                    v.clear()
+
+        for split, rows in rows_by_split:
+            for batch in rows:
+                for row in batch:
+                    counts["rows_read"] += 1
+                    parsed = parse_row(row, counts)
+                    if parsed is None:
+                        continue
+                    qid, query, qtype, answers, passages = parsed
+                    if qid in seen_q:  # also keeps a query out of two splits
+                        counts["duplicate_query_id"] += 1
+                        continue
+                    seen_q.add(qid)
+                    pids, sels = [], []
+                    for text, s in passages:
+                        pid = passage_id(text)
+                        if pid in pids:  # the same text twice in one candidate list
+                            counts["duplicate_passage_in_row"] += 1
+                            if s:
+                                sels[pids.index(pid)] = 1
+                            continue
+                        pids.append(pid)
+                        sels.append(s)
+                        if pid not in seen_p:
+                            seen_p.add(pid)
+                            pbuf["passage_id"].append(pid)
+                            pbuf["text"].append(text)
+                    for k, v in zip(QUERY_SCHEMA.names, (split, qid, query, qtype, answers, pids, sels)):
+                        qbuf[k].append(v)
+                    per_split[split] += 1
+                    flush()
+                if progress is not None:
+                    progress.update(len(batch))
+        flush(force=True)
+        qw.close()
+        pw.close()
+    counts["queries"] = len(seen_q)
+    counts["passages"] = len(seen_p)
+    return {"counts": dict(counts), "queries_per_split": dict(per_split)}
+
+
+# ---------------------------------------------------------------- readers for later stages
+def read_queries(path, columns=None):
+    return pq.read_table(path, columns=columns)
+
+
+def read_passages(path, columns=None):
+    return pq.read_table(path, columns=columns)
+
+
+def count_rows(path) -> int:
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def source_rows_estimate(source: str | None, config: str) -> int | None:
+    if not source:
+        return None
+    n = 0
+    for s in SPLITS:
+        for f in local_split_files(source, config, s):
+            n += pq.ParquetFile(f).metadata.num_rows
+    return n
+
+
+def check_source(source: str, config: str):
+    if not os.path.isdir(source):
+        raise StageError(f"--source {source} is not a folder: give a local copy laid out as "
+                         f"{HUB_REPO} ({config}/train-*.parquet, ...)")
+    if not any(local_split_files(source, config, s) for s in SPLITS):
+        raise StageError(f"no {config}/{{train,validation,test}}-*.parquet under {source}: "
+                         f"point --source at a copy laid out as {HUB_REPO}")

@@ -1,0 +1,216 @@
+"""The vocabulary (GloVe words the corpus uses, plus <pad> and <unk>) and tokenised tables.
+
+Token ids are stored in Parquet as list<int32> columns, which read back as one flat numpy array
+plus offsets: no per-passage Python lists, so 10M passages stream through in bounded memory.
+"""
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .text import tokenize
+
+PAD, UNK = 0, 1
+
+
+@dataclass
+class Vocab:
+    words: list[str]                       # id -> word; 0 = <pad>, 1 = <unk>
+    glove_source: str = ""
+    counts: np.ndarray | None = None       # corpus token count per id
+    df: np.ndarray | None = None           # passages containing the id
+    n_passages: int = 0
+    index: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        if not self.index:
+            self.index = {w: i for i, w in enumerate(self.words)}
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha1("\n".join(self.words).encode()).hexdigest()[:16]
+
+    def __len__(self):
+        return len(self.words)
+
+    def encode(self, text, max_len: int | None = None) -> list[int]:
+        get = self.index.get
+        ids = [get(w, UNK) for w in tokenize(text)]
+        return ids[:max_len] if max_len else ids
+
+    def save(self, path):
+        d = {k: getattr(self, k) for k in ("words", "glove_source", "counts", "df", "n_passages")}
+        with open(path, "wb") as f:
+            pickle.dump(d, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def load(cls, path) -> "Vocab":
+        with open(path, "rb") as f:
+            return cls(**pickle.load(f))
+
+    def idf(self) -> np.ndarray:
+        n = max(self.n_passages, 1)
+        df = self.df if self.df is not None else np.zeros(len(self), np.int64)
+        return np.log((n + 1) / (df + 1)).astype(np.float32)
+
+
+# ---------------------------------------------------------------- tokenising in parallel
+_GLOVE_INDEX: dict | None = None
+
+
+def _tok_chunk(args):
+    """Worker: texts -> (flat GloVe row ids, -1 for unknown; lengths)."""
+    texts, max_len = args
+    get = _GLOVE_INDEX.get
+    flat, lens = [], []
+    for t in texts:
+        ids = [get(w, -1) for w in tokenize(t)[:max_len]]
+        flat.extend(ids)
+        lens.append(len(ids))
+    return np.asarray(flat, dtype=np.int32), np.asarray(lens, dtype=np.int32)
+
+
+class CorpusTokenizer:
+    """Tokenises text batches to GloVe rows in worker processes, then gives each GloVe word used
+    a compact vocabulary id in order of first appearance (deterministic for a given input)."""
+
+    def __init__(self, glove_words: list[str], workers: int = 2):
+        global _GLOVE_INDEX
+        _GLOVE_INDEX = {w: i for i, w in enumerate(glove_words)}
+        self.glove_words = glove_words
+        self.remap = np.full(len(glove_words) + 1, -1, dtype=np.int64)  # last slot: unknown
+        self.remap[-1] = UNK
+        self.n = 2
+        self.counts = np.zeros(1024, dtype=np.int64)
+        self.df = np.zeros(1024, dtype=np.int64)
+        self.n_passages = 0
+        self.unknown_tokens = 0
+        self.total_tokens = 0
+        ctx = mp.get_context("fork") if workers > 1 else None
+        self.pool = ctx.Pool(workers) if ctx else None
+        self.workers = workers
+
+    def close(self):
+        if self.pool:
+            self.pool.close()
+            self.pool.join()
+
+    def _assign(self, g: np.ndarray) -> np.ndarray:
+        g = np.where(g < 0, len(self.remap) - 1, g)
+        new = self.remap[g] < 0
+        if new.any():
+            vals, first = np.unique(g[new], return_index=True)
+            vals = vals[np.argsort(first)]
+            self.remap[vals] = np.arange(self.n, self.n + len(vals))
+            self.n += len(vals)
+        return self.remap[g].astype(np.int32)
+
+    def map_batches(self, text_batches, max_len: int, count_stats: bool):
+        """Yield (flat ids, lengths) per input batch, in order."""
+        def jobs():
+            for texts in text_batches:
+                if self.pool:
+                    k = max(1, len(texts) // (self.workers * 2))
+                    yield [(texts[i:i + k], max_len) for i in range(0, len(texts), k)]
+                else:
+                    yield [(texts, max_len)]
+        for chunks in jobs():
+            parts = self.pool.map(_tok_chunk, chunks) if self.pool else [_tok_chunk(c) for c in chunks]
+            g = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int32)
+            lens = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int32)
+            ids = self._assign(g)
+            if count_stats:
+                self._stats(ids, lens)
+            yield ids, lens
+
+    def _stats(self, ids, lens):
+        if self.n > len(self.counts):
+            grow = max(self.n, 2 * len(self.counts))
+            self.counts = np.pad(self.counts, (0, grow - len(self.counts)))
+            self.df = np.pad(self.df, (0, grow - len(self.df)))
+        self.counts[:self.n] += np.bincount(ids, minlength=self.n)[:self.n]
+        rows = np.repeat(np.arange(len(lens), dtype=np.int64), lens)
+        uniq = np.unique(rows << 32 | ids.astype(np.int64))
+        self.df[:self.n] += np.bincount((uniq & 0xFFFFFFFF).astype(np.int64), minlength=self.n)[:self.n]
+        self.n_passages += len(lens)
+        self.unknown_tokens += int((ids == UNK).sum())
+        self.total_tokens += int(len(ids))
+
+    def vocab(self, glove_source: str) -> Vocab:
+        words = ["<pad>", "<unk>"] + [""] * (self.n - 2)
+        used = np.nonzero(self.remap[:-1] >= 0)[0]
+        for gi in used:
+            words[self.remap[gi]] = self.glove_words[gi]
+        # words seen only in queries come after the passage statistics: pad with zeros
+        counts = np.pad(self.counts, (0, max(0, self.n - len(self.counts))))[:self.n].copy()
+        df = np.pad(self.df, (0, max(0, self.n - len(self.df))))[:self.n].copy()
+        return Vocab(words, glove_source, counts, df, self.n_passages)
+
+
+def write_token_table(path, id_col: str, ids_iter, tok_iter):
+    """Stream (ids, (flat, lens)) batches into Parquet: id column + list<int32> tokens."""
+    schema = pa.schema([(id_col, pa.int64()), ("tokens", pa.list_(pa.int32()))])
+    w = pq.ParquetWriter(path, schema)
+    n = 0
+    try:
+        for ids, (flat, lens) in zip(ids_iter, tok_iter):
+            offsets = np.zeros(len(lens) + 1, dtype=np.int32)
+            np.cumsum(lens, out=offsets[1:])
+            toks = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=pa.int32()))
+            w.write_table(pa.table({id_col: pa.array(ids, type=pa.int64()), "tokens": toks}, schema=schema))
+            n += len(lens)
+    finally:
+        w.close()
+    return n
+
+
+@dataclass
+class TokenTable:
+    """Tokenised rows held as CSR arrays: tokens of row i are flat[offsets[i]:offsets[i+1]]."""
+    ids: np.ndarray
+    flat: np.ndarray
+    offsets: np.ndarray
+
+    @classmethod
+    def read(cls, path, id_col: str) -> "TokenTable":
+        t = pq.read_table(path)
+        col = t["tokens"].combine_chunks()
+        offsets = col.offsets.to_numpy().astype(np.int64)
+        flat = col.values.to_numpy()
+        if offsets[0] != 0:
+            flat, offsets = flat[offsets[0]:], offsets - offsets[0]
+        return cls(t[id_col].to_numpy(), flat, offsets)
+
+    def __len__(self):
+        return len(self.ids)
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def batch(self, rows: np.ndarray, max_len: int):
+        """Right-padded int64 matrix and true lengths (at least 1: an empty text is one <unk>)."""
+        lens = np.minimum(self.lengths()[rows], max_len)
+        width = max(1, int(lens.max()) if len(lens) else 1)
+        out = np.zeros((len(rows), width), dtype=np.int64)
+        for i, (r, n) in enumerate(zip(rows, lens)):
+            s = self.offsets[r]
+            out[i, :n] = self.flat[s:s + n]
+        empty = lens == 0
+        out[empty, 0] = UNK
+        return out, np.maximum(lens, 1)
+
+    def row_index(self) -> dict:
+        return {int(k): i for i, k in enumerate(self.ids)}
+
+
+def iter_parquet_column(path, column: str, batch_rows: int):
+    pf = pq.ParquetFile(path)
+    for b in pf.iter_batches(batch_size=batch_rows, columns=[column]):
+        yield b.column(0)

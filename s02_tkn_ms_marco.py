@@ -1,0 +1,70 @@
+"""Stage 2: tokenise queries and passages with the GloVe vocabulary.
+
+Vocabulary = the GloVe words the corpus uses, plus <pad> (0) and <unk> (1). Words without a GloVe
+vector become <unk>: no text is dropped. Writes
+
+    data/vocab.pkl              words, token counts and document frequencies
+    data/passages_tok.parquet   passage_id, tokens (list<int32>), in passages.parquet order
+    data/queries_tok.parquet    query_id, tokens
+
+    python s02_tkn_ms_marco.py
+    # -> wrote data/vocab.pkl (~38k words), data/passages_tok.parquet (18,531), data/queries_tok.parquet (8,178)
+"""
+from common import cli, glove
+from common.artifacts import atomic_path, require, run_main, write_manifest
+from common.vocab import CorpusTokenizer, iter_parquet_column, write_token_table
+
+
+def main():
+    p = cli.parser(__doc__)
+    p.add_argument("--glove", default=glove.DEFAULT, help="GloVe source whose words define the vocabulary")
+    p.add_argument("--max-passage-tokens", type=int, default=256, help="longer passages are cut here")
+    p.add_argument("--max-query-tokens", type=int, default=64)
+    p.add_argument("--workers", type=int, default=2, help="tokeniser processes")
+    p.add_argument("--batch-rows", type=int, default=20_000)
+    args = p.parse_args()
+    from tqdm import tqdm
+    import pyarrow.parquet as pq
+
+    t = cli.Timer()
+    d = args.data_dir
+    qm = require(d / "queries.parquet")
+    pm = require(d / "passages.parquet")
+    tok = CorpusTokenizer(glove.words(args.glove), workers=args.workers)
+    try:
+        outs = {}
+        for name, src, id_col, text_col, max_len, stats in (
+                ("passages_tok.parquet", "passages.parquet", "passage_id", "text", args.max_passage_tokens, True),
+                ("queries_tok.parquet", "queries.parquet", "query_id", "query", args.max_query_tokens, False)):
+            n = pq.ParquetFile(d / src).metadata.num_rows
+            bar = tqdm(total=n, desc=f"s02 {name.split('_')[0]}", unit="row", mininterval=1)
+
+            def texts():
+                for col in iter_parquet_column(d / src, text_col, args.batch_rows):
+                    bar.update(len(col))
+                    yield col.to_pylist()
+            ids = (c.to_numpy() for c in iter_parquet_column(d / src, id_col, args.batch_rows))
+            with atomic_path(d / name) as tmp:
+                outs[name] = write_token_table(tmp, id_col, ids, tok.map_batches(texts(), max_len, stats))
+            bar.close()
+    finally:
+        tok.close()
+    vocab = tok.vocab(glove.describe(args.glove))
+    with atomic_path(d / "vocab.pkl") as tmp:
+        vocab.save(tmp)
+    coverage = 1 - tok.unknown_tokens / max(tok.total_tokens, 1)
+    stats = {"vocab_size": len(vocab), "passage_tokens": tok.total_tokens, "glove_coverage": coverage}
+    vm = write_manifest(d / "vocab.pkl", "s02_tkn_ms_marco.py", {"glove": vocab.glove_source},
+                        inputs={"passages": pm, "queries": qm}, stats=stats, fingerprint=vocab.fingerprint)
+    settings = {k: v for k, v in vars(args).items() if k.startswith("max")}
+    write_manifest(d / "passages_tok.parquet", "s02_tkn_ms_marco.py", settings, inputs={"vocab": vm, "passages": pm})
+    write_manifest(d / "queries_tok.parquet", "s02_tkn_ms_marco.py", settings, inputs={"vocab": vm, "queries": qm})
+    n_tok = tok.total_tokens
+    print(f"vocabulary {len(vocab):,} words; {n_tok:,} passage tokens, {coverage:.1%} with a GloVe word "
+          f"({n_tok / max(t.s, 1e-9):,.0f} tokens/s)")
+    cli.done(f"{d / 'vocab.pkl'}, {d / 'passages_tok.parquet'} ({outs['passages_tok.parquet']:,}), "
+             f"{d / 'queries_tok.parquet'} ({outs['queries_tok.parquet']:,})", t)
+
+
+if __name__ == "__main__":
+    run_main(main)

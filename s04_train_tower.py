@@ -1,0 +1,71 @@
+"""Stage 4: train the two-tower model on (query, positive, random negative) triplets.
+
+After each epoch it ranks the validation pool and keeps the best checkpoint (by MRR@10) at
+data/s04_model.pt, with the model's config and the vocabulary's fingerprint.
+
+    python s04_train_tower.py                 # avg encoder, in-batch negatives
+    python s04_train_tower.py --encoder gru   # GRU encoder
+    python s04_train_tower.py --loss triplet  # the original triplet-margin loss, for comparison
+    # expected on ../shared/msmarco-sample: see the reproduction table in README.md
+"""
+import numpy as np
+import pyarrow.parquet as pq
+
+from common import cli, tracking
+from common.artifacts import StageError, check_lineage, require, run_main, write_manifest
+from common.corpus import load_corpus
+from common.model import DEFAULT_CONFIG, TwoTowerModel
+from common.train import fit, train_set, validation_set
+
+
+def main():
+    p = cli.parser(__doc__)
+    p.add_argument("--encoder", default=DEFAULT_CONFIG["encoder"], choices=["avg", "gru"])
+    p.add_argument("--out-dim", type=int, default=DEFAULT_CONFIG["out_dim"], help="vector size stored in the index")
+    p.add_argument("--separate-towers", action="store_true", help="query and passage towers do not share weights")
+    p.add_argument("--freeze-emb", action="store_true", help="keep the GloVe vectors fixed")
+    p.add_argument("--no-token-weights", action="store_true", help="plain mean instead of learned IDF weights")
+    p.add_argument("--id-dim", type=int, default=DEFAULT_CONFIG["id_dim"], help="random per-word identity code size")
+    p.add_argument("--gru-hidden", type=int, default=DEFAULT_CONFIG["gru_hidden"])
+    p.add_argument("--temperature", type=float, default=DEFAULT_CONFIG["temperature"])
+    cli.add_train(p, epochs=20, lr=2e-3)
+    cli.add_device(p)
+    cli.add_wandb(p)
+    p.add_argument("--out", default="s04_model.pt", help="checkpoint name under --data-dir")
+    args = p.parse_args()
+    t = cli.Timer()
+    device = cli.setup_torch(args)
+    d = args.data_dir
+    corpus = load_corpus(d)
+    em = require(d / "embeddings.npy")
+    check_lineage(em, "vocab", corpus.vocab_manifest, "s03_build_embedding_matrix.py")
+    tm = require(d / "triplets.parquet")
+    check_lineage(tm, "queries", require(d / "queries.parquet"), "s01_create_triplets.py")
+    emb = np.load(d / "embeddings.npy")
+    ts = train_set(corpus, pq.read_table(d / "triplets.parquet"), "train")
+    if len(ts) == 0:
+        raise StageError("no training triplets (no train query has a selected passage): check s00's report")
+    vs = validation_set(corpus, "validation", args.val_pool, args.seed)
+    cfg = dict(encoder=args.encoder, out_dim=args.out_dim, shared=not args.separate_towers,
+               freeze_emb=args.freeze_emb, token_weights=not args.no_token_weights, id_dim=args.id_dim,
+               gru_hidden=args.gru_hidden, temperature=args.temperature)
+    model = TwoTowerModel(len(corpus.vocab), emb.shape[1], cfg, embeddings=emb, idf=corpus.vocab.idf(), seed=args.seed)
+    print(f"training on {device}: {len(ts):,} triplets, validation {len(vs.q_rows):,} queries "
+          f"against {len(vs.pool_rows):,} passages; model {cfg}")
+    run = tracking.init(args.wandb, args.wandb_project, d, "s04_train_tower", vars(args) | cfg)
+    out = d / args.out
+    best, hist = fit(model, corpus, ts, vs, device, out, args.epochs, args.batch_size, args.lr, args.lr_emb,
+                     loss=args.loss, margin=args.margin, max_len=args.max_len, seed=args.seed, run=run,
+                     patience=args.patience,
+                     meta={"vocab_fingerprint": corpus.vocab.fingerprint, "stage": "s04"})
+    run.log({"best_val_mrr@10": best["mrr@10"]})
+    run.finish()
+    write_manifest(out, "s04_train_tower.py", {k: str(v) for k, v in vars(args).items()},
+                   inputs={"vocab": corpus.vocab_manifest, "triplets": tm, "embeddings": em},
+                   stats={"val": best, "history": hist})
+    print(f"best validation MRR@10 {best['mrr@10']:.4f} at epoch {best['epoch']}")
+    cli.done(f"{out}", t)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,43 @@
+"""Stage 5: encode every unique passage (all splits) with the s04 model into ChromaDB.
+
+Collection `passages-<model fingerprint>` in data/chroma (or a Chroma server with --chroma-host),
+cosine space, ids = passage ids, documents = passage text. Killed part-way, a re-run resumes.
+When complete it becomes the collection s09 queries (data/active_index.json).
+
+    python s05_encode_docs_to_chromadb.py
+    # -> wrote collection passages-... (18,531 passages), now active
+"""
+from pathlib import Path
+
+from common import cli, vector_store
+from common.artifacts import run_main
+from common.indexing import index_checkpoint
+
+
+def main():
+    p = cli.parser(__doc__)
+    p.add_argument("--checkpoint", default="s04_model.pt", help="checkpoint under --data-dir")
+    p.add_argument("--no-store-text", action="store_true",
+                   help="store only ids and vectors; s09 then reads text from passages.parquet")
+    p.add_argument("--encode-batch", type=int, default=4096)
+    p.add_argument("--write-batch", type=int, default=5000, help="capped at the client's max batch size")
+    p.add_argument("--no-activate", action="store_true", help="build, but leave s09 on its current collection")
+    vector_store.add_args(p)
+    cli.add_device(p)
+    args = p.parse_args()
+    t = cli.Timer()
+    device = cli.setup_torch(args)
+    c = vector_store.client_from_args(args)
+    state = index_checkpoint(args.data_dir, args.data_dir / args.checkpoint, c, device,
+                             encode_batch=args.encode_batch, write_batch=args.write_batch,
+                             store_text=not args.no_store_text)
+    extra = {"chroma_host": args.chroma_host, "chroma_port": args.chroma_port}
+    if not args.no_activate:
+        vector_store.activate(args.data_dir, state, extra)
+    print(f"{state['total']:,} passages in {t.s:.1f} s ({state['total'] / max(t.s, 1e-9):,.0f} passages/s)")
+    cli.done(f"collection {state['name']} ({state['total']:,} passages)"
+             + ("" if args.no_activate else f", now active ({Path(args.data_dir) / vector_store.ACTIVE})"), t)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,83 @@
+"""Stage 6: mine hard negatives for the training queries with the s04 model and its ChromaDB index.
+
+For each training query: its top `--depth` passages from the s04 collection; negatives are drawn
+from ranks `--skip`..`--depth` (below the very top, where false negatives crowd), never a passage
+selected for the query, never one of its own candidates, and never one scoring within `--margin`
+of its positive. Writes data/hard_negatives.parquet in the triplet layout.
+
+    python s06_mine_hard_negatives.py
+"""
+import numpy as np
+import pyarrow.parquet as pq
+
+from common import cli, vector_store
+from common.artifacts import StageError, atomic_path, run_main, write_manifest
+from common.corpus import load_corpus
+from common.encode import encode_rows, load_model
+from common.mining import mine
+
+
+def main():
+    p = cli.parser(__doc__)
+    p.add_argument("--checkpoint", default="s04_model.pt")
+    p.add_argument("--skip", type=int, default=3, help="ranks at the very top that are never used")
+    p.add_argument("--depth", type=int, default=30, help="deepest rank a negative may come from")
+    p.add_argument("--per-query", type=int, default=4, help="hard negatives per (query, positive)")
+    p.add_argument("--margin", type=float, default=0.0,
+                   help="drop candidates scoring above (positive's score - margin)")
+    p.add_argument("--query-batch", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    vector_store.add_args(p)
+    cli.add_device(p)
+    args = p.parse_args()
+    from tqdm import tqdm
+    t = cli.Timer()
+    device = cli.setup_torch(args)
+    d = args.data_dir
+    corpus = load_corpus(d)
+    model, ckpt = load_model(d / args.checkpoint, corpus.vocab.fingerprint, device)
+    c = vector_store.client_from_args(args)
+    name = vector_store.collection_name(ckpt["fingerprint"])
+    col = vector_store.get_collection(c, name)
+    state_p = vector_store.progress_path(d, name)
+    if col is None or not state_p.exists() or not vector_store.read_json(state_p).get("complete"):
+        raise StageError(f"no complete index for {args.checkpoint} (collection {name}): "
+                         f"run s05_encode_docs_to_chromadb.py --checkpoint {args.checkpoint} first")
+
+    # training queries with a positive, with their candidate lists
+    qids, pos, cand = [], [], []
+    for s, q, pids, sel in zip(corpus.queries["split"], corpus.queries["query_id"],
+                               corpus.queries["passage_ids"], corpus.queries["is_selected"]):
+        r = {x for x, y in zip(pids, sel) if y == 1}
+        if s == "train" and r:
+            qids.append(q)
+            pos.append(r)
+            cand.append(set(pids))
+    qids = np.asarray(qids, dtype=np.int64)
+    qv = encode_rows(model, corpus.qtok, corpus.qidx.rows(qids), "query", device, max_len=64)
+    # score of each query's (first) positive, for the false-negative guard
+    first_pos = corpus.pidx.rows(np.array([min(x) for x in pos], dtype=np.int64))
+    pv = encode_rows(model, corpus.ptok, first_pos, "passage", device)
+    pos_scores = (qv * pv).sum(1)
+    ranked_ids, ranked_sc = [], []
+    for s in tqdm(range(0, len(qids), args.query_batch), desc="s06 search", unit="batch", mininterval=1):
+        ids, sc, _ = vector_store.search(col, qv[s:s + args.query_batch], args.depth, with_docs=False)
+        ranked_ids += ids
+        ranked_sc += sc
+    table, stats = mine(qids, pos, cand, ranked_ids, ranked_sc, pos_scores, args.skip, args.depth,
+                        args.per_query, args.margin, args.seed)
+    if table.num_rows == 0:
+        raise StageError("no hard negatives found: lower --skip or --margin, or raise --depth")
+    out = d / "hard_negatives.parquet"
+    with atomic_path(out) as tmp:
+        pq.write_table(table, tmp)
+    from common.artifacts import require
+    write_manifest(out, "s06_mine_hard_negatives.py", {k: str(v) for k, v in vars(args).items()},
+                   inputs={"vocab": corpus.vocab_manifest, "model": ckpt["fingerprint"]}, stats=stats)
+    print(f"{stats['queries']:,} queries got negatives; {stats['dropped_as_possible_false_negative']:,} "
+          f"candidates dropped as possible false negatives; {stats['no_negative_found']:,} queries without one")
+    cli.done(f"{out} ({table.num_rows:,} triplets)", t)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,76 @@
+"""Stage 7: train again with the mined hard negatives (in-batch negatives too).
+
+Starts from the s04 checkpoint (`--init s04`) or from scratch (`--init fresh`), trains on the
+s06 triplets (plus the s01 random ones with `--with-random`), keeps its best epoch at
+data/s07_model.pt, then compares it with s04 on the same validation pool and copies the better
+one to data/best_model.pt, saying which.
+
+    python s07_train_w_hard_negatives.py
+"""
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from common import cli, tracking
+from common.artifacts import atomic_path, require, run_main, write_manifest
+from common.corpus import load_corpus
+from common.encode import load_model
+from common.model import TwoTowerModel
+from common.train import fit, train_set, validate, validation_set
+
+
+def main():
+    p = cli.parser(__doc__)
+    p.add_argument("--init", default="s04", choices=["s04", "fresh"], help="start from s04's weights or anew")
+    p.add_argument("--checkpoint", default="s04_model.pt", help="the s04 checkpoint")
+    p.add_argument("--with-random", action="store_true", help="also train on s01's random-negative triplets")
+    cli.add_train(p, epochs=10, lr=5e-4)
+    cli.add_device(p)
+    cli.add_wandb(p)
+    args = p.parse_args()
+    t = cli.Timer()
+    device = cli.setup_torch(args)
+    d = args.data_dir
+    corpus = load_corpus(d)
+    s04, ckpt = load_model(d / args.checkpoint, corpus.vocab.fingerprint, device)
+    hm = require(d / "hard_negatives.parquet")
+    trip = pq.read_table(d / "hard_negatives.parquet")
+    if args.with_random:
+        trip = pa.concat_tables([trip, pq.read_table(d / "triplets.parquet")])
+    ts = train_set(corpus, trip, "train")
+    vs = validation_set(corpus, "validation", args.val_pool, args.seed)
+    base = validate(s04, corpus, vs, device, args.max_len)
+    print(f"s04 validation MRR@10 {base['mrr@10']:.4f} (same pool as below)")
+    if args.init == "s04":
+        model = s04
+    else:
+        emb = np.load(d / "embeddings.npy")
+        model = TwoTowerModel(len(corpus.vocab), emb.shape[1], ckpt["config"], embeddings=emb,
+                              idf=corpus.vocab.idf(), seed=args.seed)
+    run = tracking.init(args.wandb, args.wandb_project, d, "s07_train_w_hard_negatives", vars(args) | model.config)
+    out = d / "s07_model.pt"
+    best, hist = fit(model, corpus, ts, vs, device, out, args.epochs, args.batch_size, args.lr, args.lr_emb,
+                     loss=args.loss, margin=args.margin, max_len=args.max_len, seed=args.seed, run=run,
+                     patience=args.patience,
+                     meta={"vocab_fingerprint": corpus.vocab.fingerprint, "stage": "s07"})
+    winner = "s07" if best["mrr@10"] > base["mrr@10"] else "s04"
+    run.log({"s04_val_mrr@10": base["mrr@10"], "s07_val_mrr@10": best["mrr@10"], "winner_is_s07": winner == "s07"})
+    run.finish()
+    m = write_manifest(out, "s07_train_w_hard_negatives.py", {k: str(v) for k, v in vars(args).items()},
+                       inputs={"vocab": corpus.vocab_manifest, "hard_negatives": hm, "s04": ckpt["fingerprint"]},
+                       stats={"val": best, "s04_val": base, "history": hist})
+    src = out if winner == "s07" else d / args.checkpoint
+    with atomic_path(d / "best_model.pt") as tmp:
+        shutil.copyfile(src, tmp)
+    write_manifest(d / "best_model.pt", "s07_train_w_hard_negatives.py", {"winner": winner},
+                   inputs={"vocab": corpus.vocab_manifest, "from": m},
+                   stats={"s04_val_mrr@10": base["mrr@10"], "s07_val_mrr@10": best["mrr@10"]})
+    print(f"validation MRR@10: s04 {base['mrr@10']:.4f}, s07 {best['mrr@10']:.4f} -> keeping {winner}")
+    cli.done(f"{out} and {d / 'best_model.pt'} (= {winner})", t)
+
+
+if __name__ == "__main__":
+    run_main(main)

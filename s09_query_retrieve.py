@@ -1,0 +1,65 @@
+"""Stage 9: ask questions. Interactive prompt over the active index (data/active_index.json).
+
+    python s09_query_retrieve.py                      # prompt; `exit`, Ctrl-D or Ctrl-C to leave
+    python s09_query_retrieve.py --query "what is a corporation" -k 5
+"""
+import sys
+import textwrap
+import time
+
+from common import cli, vector_store
+from common.artifacts import run_main
+from common.search import QueryError, Searcher
+
+
+def show(hits, width: int, elapsed_ms: float):
+    for h in hits:
+        text = textwrap.shorten(h.text, width=width, placeholder=" ...")
+        print(f"{h.rank:3d}. {h.score:.3f}  [{h.passage_id}]  {text}")
+    print(f"({len(hits)} results in {elapsed_ms:.1f} ms)")
+
+
+def answer(s: Searcher, q: str, k: int, width: int) -> bool:
+    t0 = time.perf_counter()
+    try:
+        hits = s.search(q, k)
+    except QueryError as e:
+        print(e)
+        return False
+    show(hits, width, (time.perf_counter() - t0) * 1000)
+    return True
+
+
+def main():
+    p = cli.parser(__doc__)
+    p.add_argument("--query", default=None, help="answer this one query and exit")
+    p.add_argument("-k", type=int, default=10, help="results to show")
+    p.add_argument("--width", type=int, default=200, help="characters of passage text to show")
+    p.add_argument("--device", default="cpu", help="cpu is fastest for one query at a time")
+    vector_store.add_args(p)
+    args = p.parse_args()
+    import torch
+    torch.set_num_threads(1)
+    t = cli.Timer()
+    s = Searcher(args.data_dir, args.device, args.chroma_host, args.chroma_port)
+    if args.query is not None:
+        ok = answer(s, args.query, args.k, args.width)
+        sys.exit(0 if ok else 1)
+    print(f"index {s.active['name']} ({s.active['total']:,} passages, model {s.active['checkpoint']}); "
+          f"ready in {t.s:.1f} s. Type a question; `exit` or Ctrl-D to leave.")
+    while True:
+        try:
+            q = input("query> ")
+        except (EOFError, KeyboardInterrupt):
+            print()
+            break
+        if q.strip().lower() in ("exit", "quit", ":q"):
+            break
+        if not q.strip():
+            continue
+        answer(s, q, args.k, args.width)
+    print("bye")
+
+
+if __name__ == "__main__":
+    run_main(main)
