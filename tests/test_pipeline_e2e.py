@@ -1,0 +1,77 @@
+"""The real scripts, s00 to s09, as subprocesses in order, on a small synthetic dataset in the
+Hugging Face layout with a tiny GloVe text file."""
+import os
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import ROOT
+
+
+def run(script, data, *args, check=True, input=None):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    r = subprocess.run([sys.executable, str(ROOT / script), "--data-dir", str(data), *args], cwd=ROOT,
+                       capture_output=True, text=True, env=env, input=input, timeout=600)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{script} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    return r
+
+
+@pytest.fixture(scope="module")
+def pipeline(synthetic, tmp_path_factory):
+    data = tmp_path_factory.mktemp("data")
+    out = {}
+    out["s00"] = run("s00_combine_data.py", data, "--source", synthetic["dir"])
+    out["s01"] = run("s01_create_triplets.py", data)
+    out["s02"] = run("s02_tkn_ms_marco.py", data, "--glove", synthetic["glove"])
+    out["s03"] = run("s03_build_embedding_matrix.py", data)
+    out["s04"] = run("s04_train_tower.py", data, "--epochs", "4", "--batch-size", "64")
+    out["s05"] = run("s05_encode_docs_to_chromadb.py", data)
+    out["s06"] = run("s06_mine_hard_negatives.py", data)
+    out["s07"] = run("s07_train_w_hard_negatives.py", data, "--epochs", "2", "--batch-size", "64", "--wandb", "disabled")
+    out["s08"] = run("s08_reencode_all.py", data)
+    return data, out
+
+
+def test_every_stage_ends_with_what_it_wrote(pipeline):
+    data, out = pipeline
+    for stage, r in out.items():
+        last = r.stdout.strip().splitlines()[-1]
+        assert last.startswith("wrote "), (stage, last)
+    assert "coverage" in out["s03"].stdout
+    assert "keeping s0" in out["s07"].stdout
+    # W&B ran offline by default, without an account or prompt
+    assert list((data / "wandb").glob("offline-run-*"))
+
+
+def test_most_test_queries_find_their_positive(pipeline):
+    data, _ = pipeline
+    from common.search import Searcher
+    q = pq.read_table(data / "queries.parquet").to_pylist()
+    test = [r for r in q if r["split"] == "test"]
+    s = Searcher(data)
+    found = 0
+    for r in test:
+        pos = {p for p, x in zip(r["passage_ids"], r["is_selected"]) if x}
+        found += any(h.passage_id in pos for h in s.search(r["query"], 10))
+    assert found / len(test) >= 0.8, f"{found}/{len(test)}"
+
+
+def test_s09_once_and_interactive(pipeline):
+    data, _ = pipeline
+    q = pq.read_table(data / "queries.parquet").to_pylist()[0]["query"]
+    r = run("s09_query_retrieve.py", data, "--query", q, "-k", "3")
+    assert r.stdout.count("\n") >= 3 and " 1. " in r.stdout
+    r = run("s09_query_retrieve.py", data, "-k", "2", input=f"{q}\n\nqqqzzz unknownword\nexit\n")
+    assert "none of the query's words are in the vocabulary" in r.stdout
+    assert "Traceback" not in r.stderr and r.stdout.strip().endswith("bye")
+    r = run("s09_query_retrieve.py", data, input="")  # end of input leaves cleanly
+    assert r.returncode == 0
+
+
+def test_missing_input_names_the_script_to_run(tmp_path):
+    r = run("s04_train_tower.py", tmp_path, check=False)
+    assert r.returncode == 2
+    assert "run s02_tkn_ms_marco.py first" in r.stderr and "Traceback" not in r.stderr

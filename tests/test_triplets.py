@@ -1,0 +1,77 @@
+import collections
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from common import msmarco
+from common.triplets import random_triplets
+
+
+def _row(qid, query, texts, sel):
+    return {"query_id": qid, "query": query, "query_type": "", "answers": [],
+            "passages": {"is_selected": sel, "passage_text": texts, "url": [""] * len(texts)}}
+
+
+def _combine(tmp_path, splits):
+    q, p = tmp_path / "queries.parquet", tmp_path / "passages.parquet"
+    rep = msmarco.combine(q, p, [(s, [rows]) for s, rows in splits.items()])
+    return pq.read_table(q), pq.read_table(p), rep
+
+
+def test_positives_are_only_selected_and_negatives_never_own_candidates(tmp_path):
+    rows = [_row(i, f"query {i}", [f"q{i} passage {j}" for j in range(10)], [1 if j == i % 10 else 0 for j in range(10)])
+            for i in range(60)]
+    rows.append(_row(999, "no answer", ["orphan passage a", "orphan passage b"], [0, 0]))
+    queries, passages, _ = _combine(tmp_path, {"train": rows})
+    trip = random_triplets(queries, passages["passage_id"].to_numpy(), seed=3)
+    by_q = {q: (set(p), {x for x, s in zip(p, sel) if s}) for q, p, sel in
+            zip(*(queries[c].to_pylist() for c in ("query_id", "passage_ids", "is_selected")))}
+    assert trip.num_rows == 60  # one positive each; the unanswered query gives none
+    for q, pos, neg in zip(*(trip[c].to_pylist() for c in ("query_id", "pos_id", "neg_id"))):
+        cands, positives = by_q[q]
+        assert pos in positives and len(positives) == 1
+        assert neg not in cands and neg not in positives
+    # the unanswered query's passages are still in the pool
+    assert passages.num_rows == 60 * 10 + 2
+
+
+def test_no_query_in_two_splits_and_passage_ids_stable(tmp_path):
+    tr = [_row(1, "a", ["x text"], [1]), _row(2, "b", ["y text"], [1])]
+    va = [_row(2, "b again", ["z text"], [1]), _row(3, "c", ["x text"], [1])]
+    queries, passages, rep = _combine(tmp_path, {"train": tr, "validation": va})
+    split_of = collections.defaultdict(set)
+    for q, s in zip(queries["query_id"].to_pylist(), queries["split"].to_pylist()):
+        split_of[q].add(s)
+    assert all(len(v) == 1 for v in split_of.values())
+    assert rep["counts"]["duplicate_query_id"] == 1
+    # the same text gets the same id wherever it appears, and is stored once
+    ids = dict(zip(queries["query_id"].to_pylist(), queries["passage_ids"].to_pylist()))
+    assert ids[1] == ids[3] == [msmarco.passage_id("x text")]
+    assert passages.num_rows == 2
+
+
+def test_bad_rows_are_counted_not_fatal(tmp_path):
+    rows = [
+        _row(1, "good", ["fine passage"], [1]),
+        {"query_id": None, "query": "no id"},
+        _row(2, "", ["p"], [1]),
+        _row(3, 12345, ["p"], [1]),
+        {"query_id": 4, "query": "null passages", "passages": None},
+        _row(5, "mismatch", ["a passage", "b passage"], [1]),
+        _row(6, "empties", ["", None, 7, "ok passage"], [0, 1, 0, 1]),
+        _row(7, "long", ["w " * 50_000], [1]),
+        _row(1, "duplicate id", ["other"], [1]),
+        _row(8, "caf\u00c3\u00a9 mojibake", ["it\u00e2\u20ac\u2122s fixed"], [1]),
+        _row(9, "surrogate \ud800 text", ["bad \udcff bytes"], [1]),
+        "not a dict",
+    ]
+    queries, passages, rep = _combine(tmp_path, {"train": rows})
+    c = rep["counts"]
+    assert c["missing_query_id"] == 1 and c["empty_query"] == 2 and c["no_passages"] == 1
+    assert c["mismatched_passage_lists"] == 1 and c["empty_passage"] == 3
+    assert c["long_passage_truncated"] == 1 and c["duplicate_query_id"] == 1 and c["not_a_record"] == 1
+    texts = passages["text"].to_pylist()
+    assert "it's fixed" in texts
+    assert max(len(t) for t in texts) <= msmarco.MAX_PASSAGE_CHARS
+    assert set(queries["query_id"].to_pylist()) == {1, 4, 5, 6, 7, 8, 9}
