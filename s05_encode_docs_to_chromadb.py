@@ -27,7 +27,7 @@ def main():
     args = p.parse_args()
     t = cli.Timer()
     device = cli.setup_torch(args)
-    c = vector_store.client_from_args(args)
+    c = vector_store.client_from_args(args, writer=True)
     state = index_checkpoint(args.data_dir, args.data_dir / args.checkpoint, c, device,
                              encode_batch=args.encode_batch, write_batch=args.write_batch,
                              store_text=not args.no_store_text)

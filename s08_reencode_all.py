@@ -24,7 +24,7 @@ def main():
     t = cli.Timer()
     device = cli.setup_torch(args)
     bm = require(args.data_dir / args.checkpoint)
-    c = vector_store.client_from_args(args)
+    c = vector_store.client_from_args(args, writer=True)
     old = None
     try:
         old = vector_store.active(args.data_dir)

@@ -55,17 +55,51 @@ def tmp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}")
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def remove_stale_tmp(path: Path):
+    """Delete temporary files that a killed earlier run left beside `path` (their process is gone)."""
+    path = Path(path)
+    for t in path.parent.glob(f".{glob_escape(path.name)}.tmp-*"):
+        try:
+            pid = int(t.name.rsplit(".tmp-", 1)[1].split("-")[0])
+        except (IndexError, ValueError):
+            continue
+        if pid != os.getpid() and not _pid_alive(pid):
+            t.unlink(missing_ok=True)
+
+
+def glob_escape(s: str) -> str:
+    import glob
+    return glob.escape(s)
+
+
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temporary path beside `path`; rename it into place only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it into place only if the block succeeds.
+
+    The old manifest of `path` is removed just before the rename: a stage killed between writing
+    its output and writing the output's new manifest leaves a file with no manifest (which
+    `require` refuses, naming the script to re-run), never a new file under an old manifest."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(path)
     tmp = tmp_path(path)
     try:
         yield tmp
         if tmp.exists():
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
+            if not path.name.endswith(".manifest.json"):
+                manifest_path(path).unlink(missing_ok=True)
             os.replace(tmp, path)
     finally:
         if tmp.exists():

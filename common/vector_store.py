@@ -4,6 +4,13 @@
   Chroma server (`chroma run --path DIR`) instead. A PersistentClient must not be opened by two
   processes at once (each keeps its own copy of the HNSW index in memory and they overwrite each
   other's files): to query while another stage writes, run a server.
+  What the pipeline does about it: a stage that writes (s05, s08) holds an exclusive lock,
+  data/chroma/writer.lock, for as long as it runs; a second writer refuses with one line that
+  suggests --chroma-host. A reader (s06, s09) never blocks or refuses: if a writer holds the lock
+  it prints a warning and goes on reading the collection it was pointed at (which the writer does
+  not touch: a build always goes into a new collection). Embedded reads during a write are
+  best effort (they may miss the newest files); with a server, reading while writing is safe.
+  The lock is released by the OS when its process ends, even when killed.
 - Cosine space is set through the collection *configuration* (the old metadata key is silently
   ignored by Chroma 1.x and gives L2), and read back after creation to make sure.
 - We always pass the vectors ourselves and `embedding_function=None`, so Chroma never tries to
@@ -17,6 +24,8 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -27,12 +36,63 @@ import numpy as np
 from .artifacts import StageError, read_json, write_json
 
 ACTIVE = "active_index.json"
+LOCK = "writer.lock"
+# Test hook: SIGKILL this process after this many written batches (tests of killed builds).
+KILL_ENV = "MSMARCO_TEST_KILL_AFTER_BATCHES"
+_locks: dict = {}  # path -> open file holding the writer lock for the life of the process
 # Measured on 2 cores (see README, "Speed"): these keep recall@10 against exact search high
 # while building faster than Chroma's defaults (ef_construction 100).
 HNSW = {"space": "cosine", "ef_construction": 100, "max_neighbors": 16, "ef_search": 100}
 
 
-def client(data_dir: Path, host: str | None = None, port: int = 8000):
+def lock_path(data_dir: Path) -> Path:
+    return Path(data_dir) / "chroma" / LOCK
+
+
+def acquire_writer_lock(data_dir: Path):
+    """Take data/chroma/writer.lock for this process, or refuse when another process writes."""
+    import fcntl
+    p = lock_path(data_dir)
+    if str(p) in _locks:
+        return
+    p.parent.mkdir(parents=True, exist_ok=True)
+    f = open(p, "a+")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        who = f.read().strip() or "another process"
+        f.close()
+        raise StageError(f"{p.parent} is being written by {who}; an embedded Chroma store allows one process "
+                         f"at a time: wait for it, or run a Chroma server and pass --chroma-host")
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()} ({Path(sys.argv[0]).name})\n")
+    f.flush()
+    _locks[str(p)] = f
+
+
+def writer_active(data_dir: Path) -> str | None:
+    """Who holds the writer lock (a short description), or None when nobody writes."""
+    import fcntl
+    p = lock_path(data_dir)
+    if str(p) in _locks or not p.exists():
+        return None
+    try:
+        with open(p) as f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                return f.read().strip() or "another process"
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    except OSError:
+        return None
+    return None
+
+
+def client(data_dir: Path, host: str | None = None, port: int = 8000, writer: bool = False):
+    """A Chroma client: HttpClient when `host` is given, else the embedded store under data/chroma.
+    `writer=True` (s05, s08) takes the embedded store's writer lock; readers only warn when it is held."""
     import chromadb
     from chromadb.config import Settings
     settings = Settings(anonymized_telemetry=False)
@@ -46,15 +106,27 @@ def client(data_dir: Path, host: str | None = None, port: int = 8000):
                              f"`chroma run --path {data_dir}/chroma-server --port {port}` or drop --chroma-host")
     path = Path(data_dir) / "chroma"
     path.mkdir(parents=True, exist_ok=True)
+    if writer:
+        acquire_writer_lock(data_dir)
+    else:
+        who = writer_active(data_dir)
+        if who:
+            print(f"warning: {path} is being written by {who}; reading the active collection anyway "
+                  f"(an embedded store is not safe for several processes: use --chroma-host for that)",
+                  file=sys.stderr)
     return chromadb.PersistentClient(path=str(path), settings=settings)
 
 
-def client_from_args(args):
-    return client(args.data_dir, getattr(args, "chroma_host", None), getattr(args, "chroma_port", 8000))
+def client_from_args(args, writer: bool = False):
+    return client(args.data_dir, getattr(args, "chroma_host", None), getattr(args, "chroma_port", 8000),
+                  writer=writer)
 
 
 def add_args(p):
-    p.add_argument("--chroma-host", default=None, help="use a Chroma server instead of data/chroma")
+    p.add_argument("--chroma-host", default=None,
+                   help="use a Chroma server (`chroma run --path DIR --port PORT`) instead of the embedded "
+                        "store in data/chroma; needed to query while another stage writes (the embedded store "
+                        "is for one process at a time)")
     p.add_argument("--chroma-port", type=int, default=8000)
 
 
@@ -115,6 +187,8 @@ def build(c, data_dir: Path, name: str, meta: dict, total: int, batches, write_b
     # Encoding (torch, this thread) overlaps with indexing (Chroma's Rust core, writer thread).
     q: queue.Queue = queue.Queue(maxsize=3)
     err: list = []
+    kill_after = int(os.environ.get(KILL_ENV) or 0)
+    written = [0]
 
     def writer():
         try:
@@ -127,6 +201,9 @@ def build(c, data_dir: Path, name: str, meta: dict, total: int, batches, write_b
                 col.upsert(ids=ids, embeddings=vecs, **kw)
                 state["done"] = end
                 write_json(pp, state)  # progress only after the batch is in
+                written[0] += 1
+                if kill_after and written[0] >= kill_after:
+                    os.kill(os.getpid(), signal.SIGKILL)
         except BaseException as e:  # surface in the main thread
             err.append(e)
             while True:  # drain so the producer never blocks forever
@@ -155,6 +232,9 @@ def build(c, data_dir: Path, name: str, meta: dict, total: int, batches, write_b
         raise err[0]
     n = col.count()
     if n != total:
+        # Forget the progress, so that the re-run rebuilds from scratch instead of resuming into
+        # the same mismatch again.
+        pp.unlink(missing_ok=True)
         raise StageError(f"collection {name} holds {n:,} passages, expected {total:,}: re-run this stage to rebuild it")
     state["complete"] = True
     write_json(pp, state)

@@ -214,3 +214,19 @@ def iter_parquet_column(path, column: str, batch_rows: int):
     pf = pq.ParquetFile(path)
     for b in pf.iter_batches(batch_size=batch_rows, columns=[column]):
         yield b.column(0)
+
+
+def tokenize_with_vocab(vocab: Vocab, src, id_col: str, text_col: str, out, max_len: int, batch_rows: int = 20_000):
+    """Tokenise a table with a fixed vocabulary (words outside it become <unk>): for evaluating a
+    trained model on another dataset."""
+    from .artifacts import atomic_path
+
+    def toks():
+        for col in iter_parquet_column(src, text_col, batch_rows):
+            ids = [vocab.encode(t, max_len) for t in col.to_pylist()]
+            lens = np.array([len(x) for x in ids], dtype=np.int32)
+            flat = np.fromiter((i for x in ids for i in x), dtype=np.int32, count=int(lens.sum()))
+            yield flat, lens
+    ids = (c.to_numpy() for c in iter_parquet_column(src, id_col, batch_rows))
+    with atomic_path(out) as tmp:
+        return write_token_table(tmp, id_col, ids, toks())

@@ -1,0 +1,83 @@
+"""BM25 over the passage pool with the `bm25s` library (sparse-matrix BM25, Lucene variant) and a
+Snowball English stemmer (PyStemmer). Built once from passages.parquet and saved under data/bm25/;
+rebuilt when passages.parquet changes."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from .artifacts import read_json, require, tmp_path, write_json
+from .text import normalize
+
+
+def _stemmer():
+    import Stemmer
+    return Stemmer.Stemmer("english")
+
+
+class BM25Index:
+    def __init__(self, retriever, ids: np.ndarray):
+        self.retriever = retriever
+        self.ids = ids
+        self.stemmer = _stemmer()
+
+    def tokens(self, queries: list[str]) -> list[list[str]]:
+        import bm25s
+        toks = bm25s.tokenize([normalize(q) for q in queries], stopwords="en", stemmer=self.stemmer,
+                              return_ids=False, show_progress=False)
+        vocab = self.retriever.vocab_dict
+        return [[t for t in q if t in vocab] for q in toks]
+
+    def search(self, queries: list[str], k: int):
+        """(passage ids, scores), each (n_queries, k); a query with no known term gets score 0."""
+        toks = self.tokens(queries)
+        k = min(k, len(self.ids))
+        out_i = np.zeros((len(queries), k), dtype=np.int64)
+        out_s = np.zeros((len(queries), k), dtype=np.float32)
+        has = [i for i, t in enumerate(toks) if t]
+        if has:
+            docs, scores = self.retriever.retrieve([toks[i] for i in has], k=k, show_progress=False, n_threads=1)
+            out_i[has] = docs
+            out_s[has] = scores
+        return self.ids[out_i], out_s
+
+    def scores(self, query: str) -> np.ndarray:
+        """BM25 score of every pool passage for one query (row order = self.ids)."""
+        t = self.tokens([query])[0]
+        if not t:
+            return np.zeros(len(self.ids), dtype=np.float32)
+        return self.retriever.get_scores(t)
+
+
+def build(texts: list[str], ids: np.ndarray):
+    import bm25s
+    toks = bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), show_progress=False)
+    r = bm25s.BM25(method="lucene")
+    r.index(toks, show_progress=False)
+    return BM25Index(r, np.asarray(ids, dtype=np.int64))
+
+
+def load_or_build(data_dir: Path, log=print) -> BM25Index:
+    """The pool's BM25 index, from data/bm25 if it matches passages.parquet, else built and saved."""
+    import bm25s
+    import pyarrow.parquet as pq
+    d = Path(data_dir)
+    pm = require(d / "passages.parquet")
+    out = d / "bm25"
+    stamp = out / "source.json"
+    if stamp.exists() and read_json(stamp).get("passages") == pm["fingerprint"]:
+        r = bm25s.BM25.load(str(out), show_progress=False)
+        return BM25Index(r, np.load(out / "passage_ids.npy"))
+    log("building the BM25 index (bm25s, Snowball stemmer) ...")
+    t = pq.read_table(d / "passages.parquet")
+    idx = build(t["text"].to_pylist(), t["passage_id"].to_numpy())
+    tmp = tmp_path(out)
+    idx.retriever.save(str(tmp), show_progress=False)
+    np.save(tmp / "passage_ids.npy", idx.ids)
+    write_json(tmp / "source.json", {"passages": pm["fingerprint"]})
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return idx

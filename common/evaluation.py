@@ -1,0 +1,223 @@
+"""s10's evaluation: every system over the whole pool, side by side, with standard IR metrics."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from . import bm25 as bm25_mod
+from . import retrieval, vector_store
+from .artifacts import atomic_path, write_json
+from .encode import encode_rows, load_model
+from .metrics import REPORTED, evaluate, ranked_to_run
+from .vocab import TokenTable
+
+DEPTH = 100
+ALPHAS = [round(a, 2) for a in np.arange(0.0, 1.0001, 0.05)]
+
+
+class Evaluator:
+    """Holds what every system needs for one data dir (its pool, queries, BM25, Chroma)."""
+
+    def __init__(self, data_dir: Path, model_dir: Path, corpus, device, client=None, log=print):
+        self.d = Path(data_dir)
+        self.model_dir = Path(model_dir)
+        self.corpus = corpus
+        self.device = device
+        self.client = client
+        self.log = log
+        q = pq.read_table(self.d / "queries.parquet", columns=["split", "query_id", "query", "passage_ids", "is_selected"])
+        self.q = q.to_pydict()
+        self.bm25 = bm25_mod.load_or_build(self.d, log)
+        self._models = {}
+
+    # ------------------------------------------------------------ queries of a split
+    def split(self, split: str, rerank: bool = False):
+        qids, texts, rel, cands = [], [], [], []
+        for s, q, t, pids, sel in zip(self.q["split"], self.q["query_id"], self.q["query"], self.q["passage_ids"], self.q["is_selected"]):
+            r = {p for p, x in zip(pids, sel) if x == 1}
+            if s != split or not r or (rerank and len(pids) < 2):
+                continue
+            qids.append(q)
+            texts.append(t)
+            rel.append(r)
+            cands.append(list(pids))
+        return np.asarray(qids, dtype=np.int64), texts, rel, cands
+
+    # ------------------------------------------------------------ systems
+    def model(self, ckpt_name: str):
+        if ckpt_name not in self._models:
+            path = self.model_dir / ckpt_name
+            if not path.exists():
+                self._models[ckpt_name] = None
+            else:
+                self._models[ckpt_name] = load_model(path, self.corpus.vocab.fingerprint, self.device)
+        return self._models[ckpt_name]
+
+    def collection_for(self, ckpt: dict):
+        if self.client is None:
+            return None
+        name = vector_store.collection_name(ckpt["fingerprint"])
+        pp = vector_store.progress_path(self.d, name)
+        col = vector_store.get_collection(self.client, name)
+        if col is None or not pp.exists() or not vector_store.read_json(pp).get("complete"):
+            return None
+        return col
+
+    def dense(self, ckpt_name: str, qids: np.ndarray, k: int = DEPTH):
+        """(ids, scores, how) for a checkpoint; through Chroma when it has a complete collection."""
+        model, ckpt = self.model(ckpt_name)
+        qv = encode_rows(model, self.corpus.qtok, self.corpus.qidx.rows(qids), "query", self.device, max_len=64)
+        col = self.collection_for(ckpt)
+        if col is not None:
+            ids, sc = retrieval.dense_chroma(col, qv, k)
+            return ids, sc, "chroma"
+        key = ("pool", ckpt_name)
+        if key not in self._models:
+            self._models[key] = retrieval.encode_pool(model, self.corpus, self.device)
+        ids, sc = retrieval.dense_exact(self._models[key], self.corpus.ptok.ids, qv, k, self.device)
+        return ids, sc, "exact"
+
+    def dense_exact(self, ckpt_name: str, qids: np.ndarray, k: int = DEPTH):
+        model, _ = self.model(ckpt_name)
+        qv = encode_rows(model, self.corpus.qtok, self.corpus.qidx.rows(qids), "query", self.device, max_len=64)
+        key = ("pool", ckpt_name)
+        if key not in self._models:
+            self._models[key] = retrieval.encode_pool(model, self.corpus, self.device)
+        return retrieval.dense_exact(self._models[key], self.corpus.ptok.ids, qv, k, self.device)
+
+    def glove(self, qids: np.ndarray, k: int = DEPTH):
+        key = ("glove",)
+        if key not in self._models:
+            emb = np.load(self.d / "embeddings.npy")
+            pool = retrieval.glove_average(emb, self.corpus.ptok, np.arange(len(self.corpus.ptok)))
+            self._models[key] = (emb, pool)
+        emb, pool = self._models[key]
+        qv = retrieval.glove_average(emb, self.corpus.qtok, self.corpus.qidx.rows(qids))
+        return retrieval.dense_exact(pool, self.corpus.ptok.ids, qv, k, self.device)
+
+    def bm25_run(self, texts, k: int = DEPTH):
+        return self.bm25.search(texts, k)
+
+    # ------------------------------------------------------------ rerank setting
+    def rerank_scores(self, kind: str, texts, qids, cands, ckpt_name: str | None = None, alpha=None):
+        """Scores for each query's own candidates; kind: bm25 | glove | dense | hybrid."""
+        bm = lambda i, c: self._bm25_for(texts[i], c)
+        if kind == "bm25":
+            return retrieval.rerank_candidates(bm, cands)
+        if kind == "glove":
+            emb = np.load(self.d / "embeddings.npy")
+            qv = retrieval.glove_average(emb, self.corpus.qtok, self.corpus.qidx.rows(qids))
+            fn = lambda i, c: retrieval.glove_average(emb, self.corpus.ptok, self.corpus.pidx.rows(c)) @ qv[i]
+            return retrieval.rerank_candidates(fn, cands)
+        model, _ = self.model(ckpt_name)
+        qv = encode_rows(model, self.corpus.qtok, self.corpus.qidx.rows(qids), "query", self.device, max_len=64)
+        dn = lambda i, c: encode_rows(model, self.corpus.ptok, self.corpus.pidx.rows(c), "passage", self.device) @ qv[i]
+        if kind == "dense":
+            return retrieval.rerank_candidates(dn, cands)
+
+        def hy(i, c):
+            d, b = retrieval._minmax(dn(i, c)), retrieval._minmax(bm(i, c))
+            return alpha * d + (1 - alpha) * b
+        return retrieval.rerank_candidates(hy, cands)
+
+    def _bm25_for(self, text, cands):
+        all_s = self.bm25.scores(text)
+        rows = self._bm25_rows(cands)
+        return all_s[rows]
+
+    def _bm25_rows(self, cands):
+        if not hasattr(self, "_bm25_index"):
+            from .corpus import IdIndex
+            self._bm25_index = IdIndex(self.bm25.ids)
+        return self._bm25_index.rows(cands)
+
+
+def metrics_for(qids, rel, ids, scores) -> dict:
+    run = ranked_to_run(qids, ids, scores)
+    qrels = {str(q): {str(p): 1 for p in r} for q, r in zip(qids, rel)}
+    return evaluate(run, qrels)
+
+
+def recall_curve(ids: np.ndarray, rel, ks) -> list[float]:
+    out = []
+    for k in ks:
+        hits = [len(set(np.asarray(row[:k]).tolist()) & r) / len(r) for row, r in zip(ids, rel)]
+        out.append(float(np.mean(hits)) if hits else 0.0)
+    return out
+
+
+def tune_alpha(qids, rel, d_ids, d_sc, b_ids, b_sc) -> tuple[float, dict]:
+    """alpha maximising MRR@10 (the fused ranking is re-evaluated for each grid value)."""
+    from .metrics import mrr_at_k
+    scores = {}
+    for a in ALPHAS:
+        ids, _ = retrieval.fuse(d_ids, d_sc, b_ids, b_sc, a, 10)
+        scores[a] = mrr_at_k(ids, rel, 10)
+    best = max(scores, key=lambda a: (scores[a], -abs(a - 0.5)))
+    return best, scores
+
+
+def write_reports(out_dir: Path, name: str, result: dict, curves: dict, run=None) -> dict:
+    """JSON, Markdown and a Recall@k PNG under out_dir; also logged to W&B when a run is given."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / f"{name}.json", "md": out_dir / f"{name}.md", "png": out_dir / f"{name}_recall.png"}
+    write_json(paths["json"], result)
+    md = markdown(result)
+    with atomic_path(paths["md"]) as tmp:
+        tmp.write_text(md)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for sys_name, (ks, vals) in curves.items():
+        ax.plot(ks, vals, label=sys_name)
+    ax.set_xscale("log")
+    ax.set_xlabel("k")
+    ax.set_ylabel("Recall@k")
+    ax.set_title(f"Recall@k, {result['split']} split, whole pool ({result['pool']:,} passages)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(paths["png"]) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    if run is not None:
+        try:
+            import wandb
+            cols = ["system", "search"] + list(REPORTED)
+            rows = [[r["system"], r["search"]] + [r[m] for m in REPORTED] for r in result["full_pool"]]
+            run.log({f"{name}/table": wandb.Table(columns=cols, data=rows),
+                     f"{name}/recall_at_k": wandb.Image(str(paths["png"]))})
+            run.log({f"{name}/{r['system']}/mrr@10": r["mrr@10"] for r in result["full_pool"]})
+        except Exception as e:
+            print(f"warning: could not log to W&B: {e}")
+    return paths
+
+
+def markdown(result: dict) -> str:
+    cols = list(REPORTED)
+    head = "| system | search | " + " | ".join(c.replace("@", "@") for c in cols) + " |\n"
+    sep = "|---|---|" + "---:|" * len(cols) + "\n"
+    lines = [f"### {result['split']} split: {result['queries']:,} queries, whole pool of {result['pool']:,} passages\n\n",
+             head, sep]
+    for r in result["full_pool"]:
+        lines.append(f"| {r['system']} | {r['search']} | " + " | ".join(f"{r[c]:.4f}" for c in cols) + " |\n")
+    if result.get("rerank"):
+        lines.append(f"\n### rerank each query's own candidates ({result['rerank_queries']:,} queries)\n\n")
+        lines += [head, sep]
+        for r in result["rerank"]:
+            lines.append(f"| {r['system']} | candidates | " + " | ".join(f"{r[c]:.4f}" for c in cols) + " |\n")
+    if result.get("hybrid_alpha") is not None:
+        lines.append(f"\nhybrid alpha (dense weight) {result['hybrid_alpha']}, tuned on validation MRR@10.\n")
+    if result.get("index_recall_at_10") is not None:
+        lines.append(f"\nChroma HNSW recall@10 against exact search (active model): {result['index_recall_at_10']:.4f}\n")
+    return "".join(lines)
+
+
+def load_hybrid(data_dir: Path) -> dict | None:
+    p = Path(data_dir) / "reports" / "hybrid.json"
+    return json.loads(p.read_text()) if p.exists() else None

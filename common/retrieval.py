@@ -1,0 +1,93 @@
+"""Retrieval systems compared in s10 and offered by s09: dense (a checkpoint through its ChromaDB
+collection, or exact search when it has none), BM25, the untrained GloVe average, and hybrid.
+
+Hybrid fuses a dense and a BM25 ranking: each system's top-`depth` scores are min-max normalised
+per query (a passage missing from one list gets that list's lowest score), then
+    score = alpha * dense + (1 - alpha) * bm25,
+with alpha tuned on the validation split by s10 (data/reports/hybrid.json).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import vector_store
+from .encode import encode_rows
+from .train import search_exact
+
+
+def dense_chroma(col, qv: np.ndarray, k: int, batch: int = 500):
+    ids, sc = [], []
+    for s in range(0, len(qv), batch):
+        i, c, _ = vector_store.search(col, qv[s:s + batch], k, with_docs=False)
+        ids += i
+        sc += c
+    return _pad(ids, sc, k)
+
+
+def _pad(ids, sc, k):
+    """Ragged lists -> (n, k) arrays; short rows padded with id 0 / score -inf."""
+    I = np.zeros((len(ids), k), dtype=np.int64)
+    S = np.full((len(ids), k), -np.inf, dtype=np.float32)
+    for r, (i, s) in enumerate(zip(ids, sc)):
+        I[r, :len(i)] = i[:k]
+        S[r, :len(s)] = s[:k]
+    return I, S
+
+
+def dense_exact(pool_vecs: np.ndarray, pool_ids: np.ndarray, qv: np.ndarray, k: int, device="cpu"):
+    idx, sc = search_exact(qv.astype(np.float32), pool_vecs.astype(np.float32), k, device)
+    return pool_ids[idx], sc
+
+
+def glove_average(emb: np.ndarray, table, rows: np.ndarray) -> np.ndarray:
+    """Untrained baseline: plain mean of the GloVe vectors of each text's known words, unit length."""
+    from .vocab import UNK
+    out = np.zeros((len(rows), emb.shape[1]), dtype=np.float32)
+    for n, r in enumerate(rows):
+        toks = table.flat[table.offsets[r]:table.offsets[r + 1]]
+        toks = toks[toks > UNK]
+        if len(toks):
+            out[n] = emb[toks].mean(0)
+    norm = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.maximum(norm, 1e-9)
+
+
+def _minmax(s: np.ndarray) -> np.ndarray:
+    s = np.where(np.isfinite(s), s, np.nan)
+    lo, hi = np.nanmin(s), np.nanmax(s)
+    if not np.isfinite(lo) or hi - lo < 1e-12:
+        return np.zeros_like(s, dtype=np.float64)
+    return np.nan_to_num((s - lo) / (hi - lo), nan=0.0)
+
+
+def fuse(d_ids, d_sc, b_ids, b_sc, alpha: float, k: int):
+    """Hybrid ranking for each query; returns (ids, scores) arrays of width k."""
+    out_i, out_s = [], []
+    for di, ds, bi, bs in zip(d_ids, d_sc, b_ids, b_sc):
+        dn, bn = _minmax(ds), _minmax(bs)
+        dmap = {int(p): v for p, v in zip(di, dn) if True}
+        bmap = {}
+        for p, v in zip(bi, bn):
+            bmap.setdefault(int(p), v)
+        dmin = min(dmap.values()) if dmap else 0.0
+        bmin = min(bmap.values()) if bmap else 0.0
+        cand = set(dmap) | set(bmap)
+        scored = sorted(((alpha * dmap.get(p, dmin) + (1 - alpha) * bmap.get(p, bmin), p) for p in cand), reverse=True)[:k]
+        out_i.append([p for _, p in scored])
+        out_s.append([s for s, _ in scored])
+    return _pad(out_i, out_s, k)
+
+
+def rerank_candidates(score_fn, cand_lists: list[list[int]]):
+    """The 'rerank the query's own candidates' setting: score_fn(query index, candidate ids) -> scores."""
+    ids, sc = [], []
+    for qi, cands in enumerate(cand_lists):
+        s = np.asarray(score_fn(qi, cands), dtype=np.float32)
+        order = np.argsort(-s, kind="stable")
+        ids.append([cands[o] for o in order])
+        sc.append([float(s[o]) for o in order])
+    return ids, sc
+
+
+def encode_pool(model, corpus, device, progress=None):
+    return encode_rows(model, corpus.ptok, np.arange(len(corpus.ptok)), "passage", device, progress=progress)
