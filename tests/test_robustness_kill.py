@@ -1,0 +1,216 @@
+"""Killed stages (SIGKILL part-way), stale inputs, two processes on one embedded Chroma store,
+and odd queries to s09: nothing is lost, and every failure says what to do in one line."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import ROOT
+from test_robustness_common import copy_data, run
+
+KILL = "MSMARCO_TEST_KILL_AFTER_BATCHES"
+SMALL = ("--encode-batch", "64", "--write-batch", "32")
+
+
+def open_collection(data, name):
+    """A fresh embedded client (Chroma caches one per path inside a process: drop it first)."""
+    import chromadb
+    from chromadb.api.client import SharedSystemClient
+    from chromadb.config import Settings
+    SharedSystemClient.clear_system_cache()
+    c = chromadb.PersistentClient(path=str(data / "chroma"), settings=Settings(anonymized_telemetry=False))
+    return c.get_collection(name, embedding_function=None)
+
+
+def check_complete(data, name):
+    """The right count, no duplicates, exactly the passages of passages.parquet, each findable."""
+    want = set(pq.read_table(data / "passages.parquet", columns=["passage_id"])["passage_id"].to_pylist())
+    col = open_collection(data, name)
+    assert col.count() == len(want)
+    got = col.get(include=["embeddings"])
+    ids = [int(x) for x in got["ids"]]
+    assert len(ids) == len(set(ids)) == len(want) and set(ids) == want
+    r = col.query(query_embeddings=np.asarray(got["embeddings"], np.float32), n_results=3, include=[])
+    found = sum(i in row for i, row in zip(got["ids"], r["ids"]))
+    assert found >= 0.99 * len(ids), f"{found}/{len(ids)} passages find themselves"
+
+
+def active(data):
+    return json.loads((data / "active_index.json").read_text())
+
+
+def make_other_checkpoint(data, out="best_model.pt"):
+    """A second model (perturbed s04 weights) with a manifest, as s07 would leave it."""
+    import torch
+    from common.artifacts import write_manifest
+    from common.model import TwoTowerModel
+    ck = torch.load(data / "s04_model.pt", map_location="cpu", weights_only=True)
+    m = TwoTowerModel.from_checkpoint(ck)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    torch.save(m.checkpoint(vocab_fingerprint=ck["vocab_fingerprint"], stage="s07"), data / out)
+    write_manifest(data / out, "s07_train_w_hard_negatives.py", {"winner": "s07"})
+    return m.fingerprint()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """s00-s04, then s05 killed after 4 written batches, then s05 again."""
+    d = copy_data(tmp_path_factory, "kill")
+    killed = run("s05_encode_docs_to_chromadb.py", d, *SMALL, check=False, env={KILL: "4"})
+    resumed = run("s05_encode_docs_to_chromadb.py", d, *SMALL)
+    return d, killed, resumed
+
+
+def test_s05_killed_then_rerun_completes(data):
+    d, killed, resumed = data
+    assert killed.returncode == -9
+    assert "resuming" in resumed.stdout
+    a = active(d)
+    assert a["complete"] and a["total"] == pq.ParquetFile(d / "passages.parquet").metadata.num_rows
+    check_complete(d, a["name"])
+    # no temporary files left behind by the killed run once the stage ran again
+    assert not [p for p in d.rglob(".*.tmp-*")]
+
+
+def test_s08_killed_keeps_old_index_then_switches(data):
+    d, _, _ = data
+    old = active(d)
+    fp = make_other_checkpoint(d)
+    r = run("s08_reencode_all.py", d, *SMALL, check=False, env={KILL: "3"})
+    assert r.returncode == -9
+    assert active(d) == old  # still the old, complete collection
+    q = pq.read_table(d / "queries.parquet", columns=["query"])["query"][0].as_py()
+    r = run("s09_query_retrieve.py", d, "--query", q, "-k", "3")
+    assert " 1. " in r.stdout and "Traceback" not in r.stderr
+    r = run("s08_reencode_all.py", d, *SMALL)
+    assert "resuming" in r.stdout
+    new = active(d)
+    assert new["name"] != old["name"] and new["model_fingerprint"] == fp and new["complete"]
+    check_complete(d, new["name"])
+    check_complete(d, old["name"])  # kept, untouched
+
+
+HOLDER = r"""
+import sys, time
+sys.path.insert(0, sys.argv[2])
+from pathlib import Path
+import numpy as np
+from common import vector_store
+c = vector_store.client(Path(sys.argv[1]), writer=True)
+col = vector_store.get_collection(c, "scratch") or vector_store.create_collection(c, "scratch")
+print("ready", flush=True)
+rng = np.random.default_rng(0)
+for i in range(10_000):  # keep writing, as s08 would, until killed
+    col.upsert(ids=[str(i % 500)], embeddings=rng.normal(size=(1, 8)).astype(np.float32))
+    time.sleep(0.01)
+"""
+
+
+def test_second_writer_refused_and_reader_still_answers(data):
+    d, _, _ = data
+    p = subprocess.Popen([sys.executable, "-c", HOLDER, str(d), str(ROOT)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready", p.stderr.read()
+        r = run("s05_encode_docs_to_chromadb.py", d, check=False)
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and "--chroma-host" in r.stderr
+        q = pq.read_table(d / "queries.parquet", columns=["query"])["query"][1].as_py()
+        r = run("s09_query_retrieve.py", d, "--query", q, "-k", "3")
+        assert " 1. " in r.stdout and "warning:" in r.stderr and "--chroma-host" in r.stderr
+    finally:
+        p.kill()
+        p.wait(timeout=30)
+    # the lock went with its (killed) process
+    from common import vector_store
+    assert vector_store.writer_active(d) is None
+
+
+# ------------------------------------------------------------------ stale or mismatched inputs
+def one_line_error(r, script):
+    assert r.returncode == 2, (r.returncode, r.stdout[-500:], r.stderr[-2000:])
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert script in r.stderr, r.stderr
+
+
+def test_checkpoint_from_another_vocabulary_refused(data):
+    import torch
+    d, _, _ = data
+    ck = torch.load(d / "s04_model.pt", map_location="cpu", weights_only=True)
+    ck["vocab_fingerprint"] = "0" * 16
+    torch.save(ck, d / "alien_model.pt")
+    one_line_error(run("s05_encode_docs_to_chromadb.py", d, "--checkpoint", "alien_model.pt", check=False),
+                   "s04_train_tower.py")
+
+
+def test_index_from_another_model_refused(data, tmp_path):
+    import shutil
+    d, _, _ = data
+    a = active(d)
+    try:
+        shutil.copy(d / a["checkpoint"], tmp_path / "ck")
+        make_other_checkpoint(d, a["checkpoint"])  # the checkpoint changed since the index was built
+        one_line_error(run("s09_query_retrieve.py", d, "--query", "what", check=False), "s08_reencode_all.py")
+    finally:
+        shutil.copy(tmp_path / "ck", d / a["checkpoint"])
+
+
+def test_tokens_from_another_vocabulary_refused(data, tmp_path):
+    d, _, _ = data
+    mp = d / "passages_tok.parquet.manifest.json"
+    keep = mp.read_text()
+    try:
+        m = json.loads(keep)
+        m["inputs"]["vocab"] = "f" * 16
+        mp.write_text(json.dumps(m))
+        one_line_error(run("s05_encode_docs_to_chromadb.py", d, check=False), "s02_tkn_ms_marco.py")
+    finally:
+        mp.write_text(keep)
+
+
+def test_output_without_manifest_refused(data, tmp_path):
+    """What a stage killed between writing its output and its manifest leaves behind."""
+    d, _, _ = data
+    mp = d / "passages.parquet.manifest.json"
+    keep = mp.read_text()
+    try:
+        mp.unlink()
+        one_line_error(run("s01_create_triplets.py", d, check=False), "s00_combine_data.py")
+    finally:
+        mp.write_text(keep)
+
+
+# ------------------------------------------------------------------ odd queries
+ODD = ["", "   \t\n", "qqqzz xxyyw", "x" * 100_000, "what is the " * 10_000, "\x00\x01\x1b[31m\x7f",
+       "什么是公司", "ما هو", "Привет мир", "donâ€™t", "\ud800 lone surrogate", "😀" * 50, "?", "-k 3"]
+
+
+def test_searcher_on_odd_queries(data):
+    from common.search import QueryError, Searcher
+    d, _, _ = data
+    s = Searcher(d)
+    for q in ODD:
+        try:
+            hits = s.search(q, 5)
+        except QueryError as e:
+            assert str(e) and "\n" not in str(e)
+            continue
+        assert 1 <= len(hits) <= 5 and all(np.isfinite(h.score) for h in hits)
+
+
+def test_s09_on_odd_queries(data):
+    d, _, _ = data
+    stdin = "\n".join(q.replace("\n", " ") for q in ODD if "\ud800" not in q) + "\nexit\n"
+    r = run("s09_query_retrieve.py", d, "-k", "2", input=stdin)
+    assert "Traceback" not in r.stderr and r.stdout.strip().endswith("bye"), r.stderr[-2000:]
+    for q in ("\x01\x1b[2J", "什么是公司 " + "x" * 100_000):
+        r = run("s09_query_retrieve.py", d, "--query", q, check=False)
+        assert r.returncode in (0, 1) and "Traceback" not in r.stderr, r.stderr[-2000:]
+        assert r.stdout.strip()
