@@ -12,7 +12,10 @@ from .corpus import load_vocab
 from .encode import encode_texts, load_model
 from .text import normalize
 
-MAX_QUERY_CHARS = 2000  # a query longer than this is cut (100 KB of text is not a question)
+MAX_QUERY_CHARS = 2000
+MODES = ("dense", "bm25", "hybrid")
+DEFAULT_ALPHA = 0.3   # dense weight in hybrid until s10 tunes it on validation
+FUSION_DEPTH = 100    # each system's candidates that hybrid fuses  # a query longer than this is cut (100 KB of text is not a question)
 
 
 class QueryError(ValueError):
@@ -28,8 +31,10 @@ class Hit:
 
 
 class Searcher:
-    def __init__(self, data_dir: Path, device="cpu", chroma_host=None, chroma_port=8000, warm_up=True):
+    def __init__(self, data_dir: Path, device="cpu", chroma_host=None, chroma_port=8000, warm_up=True,
+                 mode: str | None = "dense", alpha: float | None = None):
         import torch
+        self.bm25 = None
         self.data_dir = Path(data_dir)
         self.active = vector_store.active(self.data_dir)
         self.vocab, _ = load_vocab(self.data_dir)
@@ -50,6 +55,7 @@ class Searcher:
         if warm_up:  # the first query loads the HNSW index from disk: pay it at start-up
             self.col.query(query_embeddings=np.zeros((1, self.active["dim"]), np.float32) + 0.1, n_results=1,
                            include=[])
+        self.set_mode(mode, alpha)
 
     def _lookup(self, ids):
         if self._texts is None:
@@ -70,12 +76,54 @@ class Searcher:
         v, known = encode_texts(self.model, self.vocab, texts, self.device, "query")
         return v, known
 
+    def set_mode(self, mode: str | None, alpha: float | None = None):
+        """dense | bm25 | hybrid; None: whichever won on validation in s10 (hybrid if s10 never ran)."""
+        from .evaluation import load_hybrid
+        tuned = load_hybrid(self.data_dir) or {}
+        self.mode = mode or tuned.get("best_mode", "hybrid")
+        if self.mode not in MODES:
+            raise StageError(f"unknown mode {self.mode!r}: use one of {', '.join(MODES)}")
+        self.alpha = alpha if alpha is not None else tuned.get("alpha", DEFAULT_ALPHA)
+        if self.mode != "dense" and self.bm25 is None:
+            from . import bm25
+            self.bm25 = bm25.load_or_build(self.data_dir)
+        return self.mode
+
+    def _texts_for(self, ids):
+        if self.active.get("store_text", True):
+            got = self.col.get(ids=[str(i) for i in ids], include=["documents"])
+            m = dict(zip(got["ids"], got["documents"]))
+            return [m.get(str(i), "") for i in ids]
+        return self._lookup(ids)
+
     def search(self, text: str, k: int = 10) -> list[Hit]:
         text = self.check_query(text)
+        k = max(1, min(int(k), 1000))
         v, known = self.encode([text])
-        if known[0] == 0:
-            raise QueryError("none of the query's words are in the vocabulary: try other words")
-        ids, scores, docs = vector_store.search(self.col, v, k, with_docs=self.active.get("store_text", True))
-        ids, scores = ids[0], scores[0]
-        texts = docs[0] if docs else self._lookup(ids)
-        return [Hit(r + 1, s, p, t) for r, (p, s, t) in enumerate(zip(ids, scores, texts))]
+        dense_ok = known[0] > 0
+        if self.mode == "dense" or self.mode == "hybrid":
+            if not dense_ok and (self.mode == "dense" or not self.bm25.tokens([text])[0]):
+                raise QueryError("none of the query's words are in the vocabulary: try other words")
+        if self.mode == "dense":
+            ids, scores, docs = vector_store.search(self.col, v, k, with_docs=self.active.get("store_text", True))
+            ids, scores = ids[0], scores[0]
+            texts = docs[0] if docs else self._lookup(ids)
+            return [Hit(r + 1, s, p, t) for r, (p, s, t) in enumerate(zip(ids, scores, texts))]
+        from .retrieval import fuse
+        depth = max(k, FUSION_DEPTH)
+        b_ids, b_sc = self.bm25.search([text], depth)
+        if self.mode == "bm25":
+            if not self.bm25.tokens([text])[0]:
+                raise QueryError("none of the query's words are in the vocabulary: try other words")
+            ids, scores = b_ids[0][:k].tolist(), b_sc[0][:k].tolist()
+        else:
+            if dense_ok:
+                d_ids, d_sc, _ = vector_store.search(self.col, v, depth, with_docs=False)
+                d_ids, d_sc = np.array(d_ids), np.array(d_sc, dtype=np.float32)
+            else:  # no word the model knows: BM25 alone
+                d_ids, d_sc = np.zeros((1, 0), np.int64), np.zeros((1, 0), np.float32)
+            f_ids, f_sc = fuse(d_ids, d_sc, b_ids, b_sc, self.alpha if dense_ok else 0.0, k)
+            keep = np.isfinite(f_sc[0])
+            ids, scores = f_ids[0][keep].tolist(), f_sc[0][keep].tolist()
+        texts = self._texts_for(ids)
+        return [Hit(r + 1, float(s), int(p), t) for r, (p, s, t) in enumerate(zip(ids, scores, texts))]

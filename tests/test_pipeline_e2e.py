@@ -32,6 +32,7 @@ def pipeline(synthetic, tmp_path_factory):
     out["s06"] = run("s06_mine_hard_negatives.py", data)
     out["s07"] = run("s07_train_w_hard_negatives.py", data, "--epochs", "2", "--batch-size", "64", "--wandb", "disabled")
     out["s08"] = run("s08_reencode_all.py", data)
+    out["s10"] = run("s10_evaluate.py", data, "--wandb", "disabled")
     return data, out
 
 
@@ -57,6 +58,32 @@ def test_most_test_queries_find_their_positive(pipeline):
         pos = {p for p, x in zip(r["passage_ids"], r["is_selected"]) if x}
         found += any(h.passage_id in pos for h in s.search(r["query"], 10))
     assert found / len(test) >= 0.8, f"{found}/{len(test)}"
+
+
+def test_s10_reports_every_system(pipeline):
+    import json
+    data, _ = pipeline
+    rep = json.loads((data / "reports" / "eval_test.json").read_text())
+    names = [r["system"] for r in rep["full_pool"]]
+    assert any(n.startswith("BM25") for n in names) and any(n.startswith("GloVe") for n in names)
+    assert any(n.startswith("s04") for n in names) and any(n.startswith("hybrid") for n in names)
+    for r in rep["full_pool"]:
+        assert 0 <= r["mrr@10"] <= r["recall@10"] + 1e-9 <= 1 + 1e-9 and r["recall@10"] <= r["recall@100"] + 1e-9
+    assert rep["pool"] == pq.ParquetFile(data / "passages.parquet").metadata.num_rows
+    assert (data / "reports" / "eval_test_recall.png").stat().st_size > 1000
+    assert json.loads((data / "reports" / "hybrid.json").read_text())["best_mode"] in ("dense", "bm25", "hybrid")
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+def test_s09_modes(pipeline, mode):
+    data, _ = pipeline
+    from common.search import Searcher
+    q = [r for r in pq.read_table(data / "queries.parquet").to_pylist() if r["split"] == "test"][:5]
+    s = Searcher(data, mode=mode)
+    for r in q:
+        hits = s.search(r["query"], 5)
+        assert len(hits) == 5 and [h.rank for h in hits] == [1, 2, 3, 4, 5]
+        assert all(a.score >= b.score for a, b in zip(hits, hits[1:]))
 
 
 def test_s09_once_and_interactive(pipeline):
