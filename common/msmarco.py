@@ -79,8 +79,8 @@ def iter_hub(repo: str, config: str, split: str, batch_size: int):
 def _clean_str(x) -> str | None:
     if x is None:
         return None
-    if isinstance(x, bytes):
-        x = x.decode("utf-8", errors="replace")
+    if isinstance(x, (bytes, bytearray, memoryview)):
+        x = bytes(x).decode("utf-8", errors="replace")
     if not isinstance(x, str):
         return None
     if not x.isascii():
@@ -89,37 +89,83 @@ def _clean_str(x) -> str | None:
     return x
 
 
+def _as_list(x) -> list | None:
+    """A list from a list-like field (list, tuple, numpy or Arrow array); None for anything else."""
+    if isinstance(x, (list, tuple)):
+        return list(x)
+    if isinstance(x, np.ndarray):
+        return x.tolist() if x.ndim == 1 else None
+    if isinstance(x, (pa.Array, pa.ChunkedArray)):
+        return x.to_pylist()
+    return None
+
+
+def _as_id(x) -> int | None:
+    """An int64 query id from an int (or an integral float, or a numeric string); None otherwise."""
+    if isinstance(x, (bool, np.bool_)) or x is None:
+        return None
+    try:
+        if isinstance(x, (float, np.floating)):
+            if not np.isfinite(x) or x != int(x):
+                return None
+        if isinstance(x, (str, bytes)):
+            x = x.strip()
+        v = int(x)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return v if -2**63 <= v < 2**63 else None
+
+
+def _as_flag(x) -> int | None:
+    """is_selected as 0/1; None when it is not a number."""
+    if isinstance(x, (bool, np.bool_)):
+        return int(x)
+    try:
+        if isinstance(x, (float, np.floating)) and not np.isfinite(x):
+            return None
+        return 1 if int(x) == 1 else 0
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
 def parse_row(row, counts: collections.Counter):
-    """Return (query_id, query, query_type, answers, [(text, selected)]) or None to skip the row."""
+    """Return (query_id, query, query_type, answers, [(text, selected)]) or None to skip the row.
+    Every repair and every skip is counted in `counts` under a name the s00 report prints."""
     if not isinstance(row, dict):
         counts["not_a_record"] += 1
         return None
-    qid = row.get("query_id")
-    try:
-        qid = int(qid)
-    except (TypeError, ValueError, OverflowError):
+    qid = _as_id(row.get("query_id"))
+    if qid is None:
         counts["missing_query_id"] += 1
         return None
     query = _clean_str(row.get("query"))
     if query is None or not query.strip():
         counts["empty_query"] += 1
         return None
+    if len(query) > MAX_PASSAGE_CHARS:
+        counts["long_query_truncated"] += 1
+        query = query[:MAX_PASSAGE_CHARS]
     fixed = normalize(query)
     if fixed != query:
         counts["repaired_text"] += 1
     query = fixed.strip()
+    if not query:
+        counts["empty_query"] += 1
+        return None
     qtype = _clean_str(row.get("query_type")) or ""
-    answers = row.get("answers")
-    answers = [a for a in (_clean_str(a) for a in answers) if a] if isinstance(answers, (list, tuple, np.ndarray)) else []
+    answers = _as_list(row.get("answers")) or []
+    answers = [a for a in (_clean_str(a) for a in answers) if a]
 
     p = row.get("passages")
-    texts = p.get("passage_text") if isinstance(p, dict) else None
-    sel = p.get("is_selected") if isinstance(p, dict) else None
-    if texts is None or len(texts) == 0:
+    texts = _as_list(p.get("passage_text")) if isinstance(p, dict) else None
+    sel = _as_list(p.get("is_selected")) if isinstance(p, dict) else None
+    if p is not None and texts is None and not (isinstance(p, dict) and p.get("passage_text") is None):
+        counts["malformed_passages"] += 1
+    if not texts:
         counts["no_passages"] += 1
         texts = []
-    texts = list(texts)
-    sel = list(sel) if sel is not None else []
+    if sel is None:
+        sel = []
     if len(sel) != len(texts):
         counts["mismatched_passage_lists"] += 1
         sel = (sel + [0] * len(texts))[:len(texts)]
@@ -132,15 +178,17 @@ def parse_row(row, counts: collections.Counter):
         if len(t) > MAX_PASSAGE_CHARS:
             counts["long_passage_truncated"] += 1
             t = t[:MAX_PASSAGE_CHARS]
-        f = normalize(t)
-        if f != t:
+        f = normalize(t).strip()
+        if f != t.strip():
             counts["repaired_text"] += 1
-        try:
-            s = 1 if int(s) == 1 else 0
-        except (TypeError, ValueError):
+        if not f:
+            counts["empty_passage"] += 1
+            continue
+        flag = _as_flag(s)
+        if flag is None:
             counts["bad_is_selected"] += 1
-            s = 0
-        out.append((f.strip(), s))
+            flag = 0
+        out.append((f, flag))
     return qid, query, qtype, answers, out
 
 
