@@ -49,12 +49,23 @@ def local_split_files(source: str, config: str, split: str) -> list[str]:
 def iter_local(source: str, config: str, split: str, batch_size: int):
     """Rows of a local copy laid out as the hub repo: {source}/{config}/{split}-*.parquet."""
     for f in local_split_files(source, config, split):
-        try:
-            pf = pq.ParquetFile(f)
-        except Exception as e:  # a truncated or non-parquet file
-            raise StageError(f"cannot read {f} ({type(e).__name__}: {e}): re-download it")
-        for batch in pf.iter_batches(batch_size=batch_size):
+        pf = _open_parquet(f)
+        batches = pf.iter_batches(batch_size=batch_size)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            except Exception as e:  # a damaged page part-way through
+                raise StageError(f"cannot read {f} ({type(e).__name__}: {str(e)[:200]}): re-download it")
             yield batch.to_pylist()
+
+
+def _open_parquet(f):
+    try:
+        return pq.ParquetFile(f)
+    except Exception as e:  # a truncated or non-parquet file
+        raise StageError(f"cannot read {f} ({type(e).__name__}: {str(e)[:200]}): re-download it")
 
 
 def iter_hub(repo: str, config: str, split: str, batch_size: int):
@@ -275,7 +286,7 @@ def source_rows_estimate(source: str | None, config: str) -> int | None:
     n = 0
     for s in SPLITS:
         for f in local_split_files(source, config, s):
-            n += pq.ParquetFile(f).metadata.num_rows
+            n += _open_parquet(f).metadata.num_rows
     return n
 
 

@@ -42,13 +42,16 @@ def words(n: int) -> list[str]:
 
 def write(out_dir: Path, n_queries: int, passages_per_query: int = 10, n_topics: int | None = None,
           passage_words: int = 50, dim: int = 16, seed: int = 0, splits=(0.8, 0.1, 0.1),
-          single_passage_eval: bool = False, glove_name: str = "glove.test.txt") -> dict:
-    """Write {out_dir}/v1.1/{train,validation,test}-00000-of-00001.parquet and {out_dir}/<glove_name>."""
+          single_passage_eval: bool = False, glove_name: str = "glove.test.txt",
+          topic_words: list[str] | None = None) -> dict:
+    """Write {out_dir}/v1.1/{train,validation,test}-00000-of-00001.parquet and {out_dir}/<glove_name>.
+    `topic_words` (e.g. real GloVe words) replaces the pseudo-words, for realistic tokenising cost."""
     rng = np.random.default_rng(seed)
     out_dir = Path(out_dir)
     (out_dir / "v1.1").mkdir(parents=True, exist_ok=True)
     n_topics = n_topics or max(50, n_queries // 2)
-    vocab = np.array(words(n_topics))
+    vocab = np.array(topic_words[:n_topics] if topic_words else words(n_topics))
+    n_topics = len(vocab)
     filler = np.array(FILLER)
     n_train = int(n_queries * splits[0])
     n_val = int(n_queries * splits[1])
