@@ -91,7 +91,11 @@ def _clean_str(x) -> str | None:
     if x is None:
         return None
     if isinstance(x, (bytes, bytearray, memoryview)):
-        x = bytes(x).decode("utf-8", errors="replace")
+        x = bytes(x)
+        try:
+            x = x.decode("utf-8")
+        except UnicodeDecodeError:  # web text that is not UTF-8 is nearly always Windows-1252
+            x = x.decode("cp1252", errors="replace")
     if not isinstance(x, str):
         return None
     if not x.isascii():
