@@ -74,7 +74,11 @@ def remove_stale_tmp(path: Path):
         except (IndexError, ValueError):
             continue
         if pid != os.getpid() and not _pid_alive(pid):
-            t.unlink(missing_ok=True)
+            if t.is_dir() and not t.is_symlink():
+                import shutil
+                shutil.rmtree(t, ignore_errors=True)
+            else:
+                t.unlink(missing_ok=True)
 
 
 def glob_escape(s: str) -> str:

@@ -22,6 +22,8 @@ def index_checkpoint(data_dir: Path, ckpt_path: Path, c, device, encode_batch: i
     ptm = require(d / "passages_tok.parquet")
     check_lineage(ptm, "vocab", vm, "s02_tkn_ms_marco.py")
     model, ckpt = load_model(ckpt_path, vocab.fingerprint, device)
+    # a checkpoint without a manifest comes from a run that was killed before it finished
+    require(ckpt_path)
     table = TokenTable.read(d / "passages_tok.parquet", "passage_id")
     total = len(table)
     write_batch = min(write_batch, c.get_max_batch_size())

@@ -49,10 +49,11 @@ def lock_path(data_dir: Path) -> Path:
     return Path(data_dir) / "chroma" / LOCK
 
 
-def acquire_writer_lock(data_dir: Path):
-    """Take data/chroma/writer.lock for this process, or refuse when another process writes."""
+def acquire_writer_lock(data_dir: Path | None = None, store: Path | None = None):
+    """Take data/chroma/writer.lock (or `store`/writer.lock) for this process, or refuse when
+    another process writes there."""
     import fcntl
-    p = lock_path(data_dir)
+    p = (Path(store) / LOCK if store is not None else lock_path(data_dir)).resolve()
     if str(p) in _locks:
         return
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -75,7 +76,7 @@ def acquire_writer_lock(data_dir: Path):
 def writer_active(data_dir: Path) -> str | None:
     """Who holds the writer lock (a short description), or None when nobody writes."""
     import fcntl
-    p = lock_path(data_dir)
+    p = lock_path(data_dir).resolve()
     if str(p) in _locks or not p.exists():
         return None
     try:
@@ -134,6 +135,17 @@ def collection_name(model_fp: str) -> str:
     return f"passages-{model_fp[:16]}"
 
 
+def embedded_store(c) -> Path | None:
+    """The folder of an embedded (PersistentClient) store; None for a server client."""
+    try:
+        st = c.get_settings()
+    except Exception:
+        return None
+    if "fastapi" in str(getattr(st, "chroma_api_impl", "")).lower() or not getattr(st, "is_persistent", False):
+        return None
+    return Path(st.persist_directory) if getattr(st, "persist_directory", None) else None
+
+
 def get_collection(c, name: str):
     try:
         return c.get_collection(name, embedding_function=None)
@@ -164,7 +176,11 @@ def progress_path(data_dir: Path, name: str) -> Path:
 def build(c, data_dir: Path, name: str, meta: dict, total: int, batches, write_batch: int,
           progress=None, hnsw: dict | None = None, log=print) -> dict:
     """Fill collection `name` from `batches(start_row)`, an iterator of (ids, vectors, documents)
-    that starts at row `start_row`; resume a killed build of the same model. Returns its state."""
+    that starts at row `start_row`; resume a killed build of the same model. Returns its state.
+    On an embedded store it takes the writer lock first (whoever called it)."""
+    store = embedded_store(c)
+    if store is not None:
+        acquire_writer_lock(store=store)
     pp = progress_path(data_dir, name)
     state = read_json(pp) if pp.exists() else None
     col = get_collection(c, name)

@@ -175,6 +175,18 @@ def test_tokens_from_another_vocabulary_refused(data, tmp_path):
         mp.write_text(keep)
 
 
+def test_checkpoint_of_interrupted_training_refused(data):
+    """s04 killed after an epoch leaves a good checkpoint but no manifest: s05 won't index it."""
+    d, _, _ = data
+    mp = d / "s04_model.pt.manifest.json"
+    keep = mp.read_text()
+    try:
+        mp.unlink()
+        one_line_error(run("s05_encode_docs_to_chromadb.py", d, "--no-activate", check=False), "s04_train_tower.py")
+    finally:
+        mp.write_text(keep)
+
+
 def test_output_without_manifest_refused(data, tmp_path):
     """What a stage killed between writing its output and its manifest leaves behind."""
     d, _, _ = data
