@@ -26,6 +26,10 @@ def answer(s: Searcher, q: str, k: int, width: int) -> bool:
     except QueryError as e:
         print(e)
         return False
+    except Exception as e:  # e.g. the Chroma server went away mid-session: say so, keep the prompt
+        print(f"search failed ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
+              f"check the index (re-run s08_reencode_all.py) or the Chroma server")
+        return False
     show(hits, width, (time.perf_counter() - t0) * 1000)
     return True
 

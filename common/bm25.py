@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import read_json, require, tmp_path, write_json
+from .artifacts import read_json, remove_stale_tmp, require, tmp_path, write_json
 from .text import normalize
 
 
@@ -70,6 +70,7 @@ def load_or_build(data_dir: Path, log=print) -> BM25Index:
     if stamp.exists() and read_json(stamp).get("passages") == pm["fingerprint"]:
         r = bm25s.BM25.load(str(out), show_progress=False)
         return BM25Index(r, np.load(out / "passage_ids.npy"))
+    remove_stale_tmp(out)
     log("building the BM25 index (bm25s, Snowball stemmer) ...")
     t = pq.read_table(d / "passages.parquet")
     idx = build(t["text"].to_pylist(), t["passage_id"].to_numpy())
@@ -77,7 +78,11 @@ def load_or_build(data_dir: Path, log=print) -> BM25Index:
     idx.retriever.save(str(tmp), show_progress=False)
     np.save(tmp / "passage_ids.npy", idx.ids)
     write_json(tmp / "source.json", {"passages": pm["fingerprint"]})
-    if out.exists():
-        shutil.rmtree(out)
+    old = None
+    if out.exists():  # move the old index aside first: there is always a complete one in place
+        old = tmp_path(out)
+        out.rename(old)
     tmp.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return idx
