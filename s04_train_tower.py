@@ -14,18 +14,20 @@ import pyarrow.parquet as pq
 from common import cli, tracking
 from common.artifacts import StageError, check_lineage, require, run_main, write_manifest
 from common.corpus import load_corpus
-from common.model import DEFAULT_CONFIG, TwoTowerModel
+from common.model import DEFAULT_CONFIG, TwoTowerModel, stem_map
 from common.train import fit, train_set, validation_set
 
 
 def main():
     p = cli.parser(__doc__)
     p.add_argument("--encoder", default=DEFAULT_CONFIG["encoder"], choices=["avg", "gru"])
-    p.add_argument("--out-dim", type=int, default=DEFAULT_CONFIG["out_dim"], help="vector size stored in the index")
-    p.add_argument("--separate-towers", action="store_true", help="query and passage towers do not share weights")
-    p.add_argument("--freeze-emb", action="store_true", help="keep the GloVe vectors fixed")
+    p.add_argument("--out-dim", type=int, default=DEFAULT_CONFIG["out_dim"], help="size of the semantic part")
+    p.add_argument("--lex-dim", type=int, default=DEFAULT_CONFIG["lex_dim"],
+                   help="size of the lexical-identity part (0: off); the index stores out-dim + lex-dim")
+    p.add_argument("--lex-scale", type=float, default=DEFAULT_CONFIG["lex_scale"])
+    p.add_argument("--shared-towers", action="store_true", help="one tower for queries and passages")
+    p.add_argument("--train-emb", action="store_true", help="fine-tune the GloVe vectors (sparse gradients)")
     p.add_argument("--no-token-weights", action="store_true", help="plain mean instead of learned IDF weights")
-    p.add_argument("--id-dim", type=int, default=DEFAULT_CONFIG["id_dim"], help="random per-word identity code size")
     p.add_argument("--gru-hidden", type=int, default=DEFAULT_CONFIG["gru_hidden"])
     p.add_argument("--temperature", type=float, default=DEFAULT_CONFIG["temperature"])
     cli.add_train(p, epochs=20, lr=2e-3)
@@ -46,10 +48,11 @@ def main():
     if len(ts) == 0:
         raise StageError("no training triplets (no train query has a selected passage): check s00's report")
     vs = validation_set(corpus, "validation", args.val_pool, args.seed)
-    cfg = dict(encoder=args.encoder, out_dim=args.out_dim, shared=not args.separate_towers,
-               freeze_emb=args.freeze_emb, token_weights=not args.no_token_weights, id_dim=args.id_dim,
+    cfg = dict(encoder=args.encoder, out_dim=args.out_dim, lex_dim=args.lex_dim, lex_scale=args.lex_scale,
+               shared=args.shared_towers, freeze_emb=not args.train_emb, token_weights=not args.no_token_weights,
                gru_hidden=args.gru_hidden, temperature=args.temperature)
-    model = TwoTowerModel(len(corpus.vocab), emb.shape[1], cfg, embeddings=emb, idf=corpus.vocab.idf(), seed=args.seed)
+    model = TwoTowerModel(len(corpus.vocab), emb.shape[1], cfg, embeddings=emb, idf=corpus.vocab.idf(),
+                          stems=stem_map(corpus.vocab.words), seed=args.seed)
     print(f"training on {device}: {len(ts):,} triplets, validation {len(vs.q_rows):,} queries "
           f"against {len(vs.pool_rows):,} passages; model {cfg}")
     run = tracking.init(args.wandb, args.wandb_project, d, "s04_train_tower", vars(args) | cfg)

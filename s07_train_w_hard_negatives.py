@@ -18,7 +18,7 @@ from common import cli, tracking
 from common.artifacts import atomic_path, require, run_main, write_manifest
 from common.corpus import load_corpus
 from common.encode import load_model
-from common.model import TwoTowerModel
+from common.model import TwoTowerModel, stem_map
 from common.train import fit, train_set, validate, validation_set
 
 
@@ -49,7 +49,7 @@ def main():
     else:
         emb = np.load(d / "embeddings.npy")
         model = TwoTowerModel(len(corpus.vocab), emb.shape[1], ckpt["config"], embeddings=emb,
-                              idf=corpus.vocab.idf(), seed=args.seed)
+                              idf=corpus.vocab.idf(), stems=stem_map(corpus.vocab.words), seed=args.seed)
     run = tracking.init(args.wandb, args.wandb_project, d, "s07_train_w_hard_negatives", vars(args) | model.config)
     out = d / "s07_model.pt"
     best, hist = fit(model, corpus, ts, vs, device, out, args.epochs, args.batch_size, args.lr, args.lr_emb,

@@ -114,6 +114,27 @@ def children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+CODE = REPO  # where the stages run from: a snapshot of HEAD (default) or the live working tree
+
+
+def snapshot(work: Path) -> Path:
+    """The committed HEAD, exported to <work>/code_<sha>: other people's uncommitted edits in the
+    working tree cannot change the code half-way through a run (a checkpoint written by one
+    version of common/model.py and read by another)."""
+    sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    dst = work / f"code_{sha}"
+    if not (dst / "s00_combine_data.py").exists():
+        tmp = work / f".code_{sha}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        arc = subprocess.run(["git", "-C", str(REPO), "archive", "HEAD"], capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tmp)], input=arc, check=True)
+        shutil.rmtree(dst, ignore_errors=True)
+        tmp.rename(dst)
+    return dst
+
+
 def run_stage(cmd: list[str], log: Path, env=None) -> dict:
     """Run cmd to completion, output to log; wall seconds, CPU seconds, peak tree RSS."""
     load0 = os.getloadavg()[0]
@@ -122,7 +143,7 @@ def run_stage(cmd: list[str], log: Path, env=None) -> dict:
     with open(log, "w") as f:
         f.write("$ " + " ".join(cmd) + "\n")
         f.flush()
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        proc = subprocess.Popen(cmd, cwd=CODE, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         w = Watch(proc.pid)
         rc = proc.wait()
         w.stop()
@@ -202,7 +223,7 @@ def s09_ready(py: str, d: Path, log: Path, timeout: float = 600) -> dict:
     cmd = [py, SCRIPTS["s09"], "--data-dir", str(d), "--mode", "dense"]
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(cmd, cwd=CODE, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=env)
     w = Watch(proc.pid)
     ready_s, line_seen, lines = None, "", []
@@ -235,9 +256,9 @@ def s09_ready(py: str, d: Path, log: Path, timeout: float = 600) -> dict:
 
 
 def s09_latency(py: str, d: Path, n: int, log: Path) -> dict:
-    cmd = [py, str(REPO / "bench" / "latency.py"), "--data-dir", str(d), "--queries", str(n), "--modes", "dense,hybrid"]
+    cmd = [py, str(CODE / "bench" / "latency.py"), "--data-dir", str(d), "--queries", str(n), "--modes", "dense,hybrid"]
     load0 = os.getloadavg()[0]
-    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    r = subprocess.run(cmd, cwd=CODE, capture_output=True, text=True)
     log.write_text("$ " + " ".join(cmd) + "\n" + r.stdout + r.stderr)
     if r.returncode != 0:
         return {"rc": r.returncode, "error": r.stderr[-2000:]}
@@ -249,7 +270,7 @@ def s09_latency(py: str, d: Path, n: int, log: Path) -> dict:
 
 # ------------------------------------------------------------------ dataset
 def make_dataset(src: Path, n: int) -> dict:
-    sys.path.insert(0, str(REPO))
+    sys.path.insert(0, str(CODE))
     from common import glove, synthetic
     words = glove.words()
     topic = words[TOPIC_RANK0:TOPIC_RANK0 + max(50, n // 2)]
@@ -275,16 +296,16 @@ def table(res: dict) -> str:
            f"Python {m['python']}",
            f"Dataset: N = {res['n']:,} queries x 10 passages ({res.get('passages', '?'):,} unique passages)"
            if isinstance(res.get("passages"), int) else f"Dataset: N = {res['n']:,} queries x 10 passages",
-           f"Command: {res['command']}", "",
-           "| stage | seconds | items | items/s | CPU s | peak RSS (GB) | load 1m | what |",
-           "|---|---:|---:|---:|---:|---:|---:|---|"]
+           f"Command: {res['command']}  (code: {res.get('code', '?')}, commit {res.get('commit', '?')[:12]})", "",
+           "| stage | seconds | items | items/s | CPU s | items/CPU-s | peak RSS (GB) | load 1m | what |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for st in STAGES:
         r = res["stages"].get(st)
         if r is None:
             continue
         if st == "s09":
             rd = r.get("ready", {})
-            out.append(f"| s09 prompt | {fmt_num(rd.get('ready_s'), 2)} | | | | {fmt_num(rd.get('peak_rss', 0) / GB, 2)} "
+            out.append(f"| s09 prompt | {fmt_num(rd.get('ready_s'), 2)} | | | | | {fmt_num(rd.get('peak_rss', 0) / GB, 2)} "
                        f"| {fmt_num(rd.get('load_start'), 2)} | time to the \"ready in\" line "
                        f"(self-reported {rd.get('self_reported_s')} s) |")
             lat = r.get("latency", {})
@@ -297,12 +318,14 @@ def table(res: dict) -> str:
                 if "encode" in x:
                     extra = (f"; encode median {x['encode']['median_ms']:.2f} ms, Chroma query median "
                              f"{x['chroma_query']['median_ms']:.2f} ms")
-                out.append(f"| s09 {mode} query | {s['median_ms'] / 1000:.4f} | {s['n']} | {1000 / s['mean_ms']:,.0f} | | "
+                out.append(f"| s09 {mode} query | {s['median_ms'] / 1000:.4f} | {s['n']} | {1000 / s['mean_ms']:,.0f} | | | "
                            f"| {fmt_num(lat.get('load_start'), 2)} | median {s['median_ms']:.2f} ms, p95 {s['p95_ms']:.2f} ms"
                            f"{extra}; Searcher start {x['searcher_init_s']:.2f} s |")
             continue
         ips = r.get("items_per_s")
+        per_cpu = r["items"] / r["cpu_s"] if r.get("items") and r.get("cpu_s") and st not in ("s04", "s07") else None
         out.append(f"| {st} | {r['seconds']:.1f} | {fmt_num(r.get('items'))} | {fmt_num(ips)} | {r['cpu_s']:.1f} | "
+                   f"{fmt_num(per_cpu)} | "
                    f"{r['peak_rss'] / GB:.2f} | {r['load_start']:.2f} | {r.get('what', '')}"
                    f"{'' if r['rc'] == 0 else ' **FAILED rc=%d**' % r['rc']} |")
     if res.get("targets"):
@@ -357,11 +380,21 @@ def main():
     p.add_argument("--s09-queries", type=int, default=S09_QUERIES)
     p.add_argument("--device", default=None, help="passed to s04-s08 and s10 (default: theirs, auto)")
     p.add_argument("--python", default=sys.executable)
+    p.add_argument("--code", default="snapshot", choices=["snapshot", "worktree"],
+                   help="run the stages from an export of the committed HEAD (under --work), or from the live tree")
+    p.add_argument("--render", type=Path, default=None, help="only re-print the table of a bench_<N>.json")
     args = p.parse_args()
+    if args.render:
+        res = json.loads(args.render.read_text())
+        res["targets"] = targets(res)
+        print(table(res))
+        return
 
     work = args.work.resolve()
     if work == REPO or REPO in work.parents:
         sys.exit("--work must be outside the repository")
+    global CODE
+    CODE = snapshot(work) if args.code == "snapshot" else REPO
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     bad = [s for s in stages if s not in STAGES]
     if bad:
@@ -373,7 +406,9 @@ def main():
     logs = run_dir / "logs"
     py = args.python
     res = {"n": args.n, "command": "python bench/run_bench.py " + " ".join(sys.argv[1:]), "machine": machine(),
-           "started": time.strftime("%Y-%m-%d %H:%M:%S"), "stages": {}}
+           "started": time.strftime("%Y-%m-%d %H:%M:%S"), "stages": {}, "code": str(CODE),
+           "commit": subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
+                                    text=True).stdout.strip()}
     m = res["machine"]
     print(f"machine: nproc {m['nproc']} ({m['affinity']} usable), {m['cpu']}, {m['mem_total_gb']} GB, "
           f"load average {m['loadavg'][0]:.2f} {m['loadavg'][1]:.2f} {m['loadavg'][2]:.2f}", flush=True)
@@ -439,6 +474,14 @@ def main():
             print(f"{st} failed: stopping (log {log})", flush=True)
             break
 
+    prev = work / f"bench_{args.n}.json"
+    if set(stages) != set(STAGES) and prev.exists():  # a subset: keep the other stages' figures
+        old = json.loads(prev.read_text())
+        kept = {k: v for k, v in old.get("stages", {}).items() if k not in res["stages"]}
+        if kept:
+            res["stages"] = {k: (res["stages"].get(k) or kept[k]) for k in STAGES if k in res["stages"] or k in kept}
+            res["command"] += f"  (stages {','.join(sorted(kept))} from the run of {old.get('started')}: " \
+                              f"{old.get('command')})"
     try:
         res["passages"] = rows(d / "passages.parquet")
     except Exception:

@@ -45,7 +45,7 @@ def encode_rows(model: TwoTowerModel, table: TokenTable, rows: np.ndarray, which
     model.eval()
     enc = model.encode_passage if which == "passage" else model.encode_query
     rows = np.asarray(rows)
-    out = np.empty((len(rows), model.config["out_dim"]), dtype=np.float32)
+    out = np.empty((len(rows), model.dim), dtype=np.float32)
     order = np.argsort(table.lengths()[rows], kind="stable")
     for s in range(0, len(rows), batch_size):
         idx = order[s:s + batch_size]

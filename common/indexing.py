@@ -43,7 +43,7 @@ def index_checkpoint(data_dir: Path, ckpt_path: Path, c, device, encode_batch: i
 
     name = vector_store.collection_name(ckpt["fingerprint"])
     meta = {"model_fingerprint": ckpt["fingerprint"], "vocab_fingerprint": vocab.fingerprint,
-            "passages_tok": ptm["fingerprint"], "dim": model.config["out_dim"], "store_text": store_text}
+            "passages_tok": ptm["fingerprint"], "dim": model.dim, "store_text": store_text}
     with tqdm(total=total, desc=f"index {name}", unit="passage", mininterval=1) as bar:
         state = vector_store.build(c, d, name, meta, total, batches, write_batch, progress=bar, hnsw=hnsw, log=log)
     return dict(state, checkpoint=str(Path(ckpt_path).name), stage=ckpt.get("stage"))

@@ -1,14 +1,20 @@
 """TwoTowerModel: a query tower and a passage tower that map token ids to unit vectors.
 
-Each tower: word vectors (GloVe, frozen or fine-tuned) -> encoder -> linear head -> L2 norm.
-- encoder "avg": mean of the word vectors over the real tokens, each weighted by a learned
-  per-word scalar initialised from the corpus IDF (an IDF the model learns), so "the" and "of"
-  stop drowning out the one word that matters.
-- encoder "gru": a bidirectional GRU over the real (unpadded) tokens, via packed sequences, so
-  padding never reaches the state; its outputs are pooled with the same learned word weights.
-Optionally each word also gets a fixed random "identity" code (`id_dim`): pooled, it sketches the
-bag of words (a random projection of weighted term counts), so a rare word in the query that
-GloVe cannot place still matches the same word in a passage.
+Each token carries two things:
+- its GloVe vector (frozen by default: a few thousand training pairs cannot move a 50-d space for
+  tens of thousands of words without breaking it for the words they never show);
+- a fixed random "lexical identity" code, one per word stem (`lex_dim` dims, N(0, 1/lex_dim)):
+  pooled, these codes are a random projection of the passage's weighted bag of stems, so the
+  cosine of two such sketches approximates their weighted term overlap. A rare word ("xpressbet")
+  that GloVe cannot place still matches the same word in a passage, as BM25 would.
+
+Each tower pools its tokens with weights w_i = softplus(a learned scalar per word), initialised to
+the word's corpus IDF (an IDF the model learns), normalised over the real tokens (padding never
+counts). Then:
+    semantic = head( sum_i w_i glove_i )                   encoder "avg"
+    semantic = head( GRU(glove_1..glove_n) at step n )     encoder "gru", packed: no padding enters
+    lexical  = lex_scale * sum_i w_i code_stem(i)
+    vector   = normalise([semantic ; lexical])             dim = out_dim + lex_dim
 """
 from __future__ import annotations
 
@@ -21,88 +27,118 @@ import torch.nn.functional as F
 
 DEFAULT_CONFIG = dict(
     encoder="avg",        # avg | gru
-    out_dim=128,          # size of the vectors stored in the index
-    shared=True,          # one tower for queries and passages
-    freeze_emb=False,     # fine-tune the (corpus-sized) word vectors
+    out_dim=64,           # semantic part of the vector
+    lex_dim=256,          # lexical-identity part (0 = off)
+    lex_scale=10.0,       # initial weight of the lexical part (learned)
+    shared=False,         # False: query and passage towers have their own weights
+    freeze_emb=True,      # keep the GloVe vectors fixed
     token_weights=True,   # learned per-word pooling weight, IDF-initialised
-    id_dim=0,             # fixed random per-word identity code size (0 = off)
-    gru_hidden=128,
+    gru_hidden=64,
+    gru_max=128,          # the GRU reads a passage's first gru_max tokens
     temperature=0.05,
 )
 
 
+def _inv_softplus(x: torch.Tensor) -> torch.Tensor:
+    return x + torch.log(-torch.expm1(-x))
+
+
+def stem_map(words: list[str]) -> np.ndarray:
+    """Word id -> stem id (ids 0 and 1 kept for <pad> and <unk>), with the Snowball stemmer."""
+    import Stemmer
+    st = Stemmer.Stemmer("english")
+    stems: dict[str, int] = {}
+    out = np.zeros(len(words), dtype=np.int64)
+    out[:2] = [0, 1]
+    for i, w in enumerate(words[2:], 2):
+        out[i] = stems.setdefault(st.stemWord(w), len(stems) + 2)
+    return out
+
+
 class Tower(nn.Module):
-    def __init__(self, cfg: dict, emb: nn.Embedding, weights: nn.Embedding | None, idcode: torch.Tensor | None):
+    def __init__(self, cfg: dict, vocab_size: int, emb: nn.Embedding, idf: torch.Tensor):
         super().__init__()
         self.cfg = cfg
-        self.emb = emb
-        self.weights = weights
-        self.register_buffer("idcode", idcode if idcode is not None else torch.zeros(0), persistent=False)
+        self.emb = emb  # shared between towers: the GloVe table is the same
+        self.weights = nn.Embedding(vocab_size, 1, sparse=True) if cfg["token_weights"] else None
+        if self.weights is not None:
+            self.weights.weight.data.copy_(_inv_softplus(idf.clamp_min(1e-3)).unsqueeze(1))
         d = emb.embedding_dim
         if cfg["encoder"] == "gru":
-            self.gru = nn.GRU(d, cfg["gru_hidden"], batch_first=True, bidirectional=True)
-            d = 2 * cfg["gru_hidden"]
+            self.gru = nn.GRU(d, cfg["gru_hidden"], batch_first=True)
+            d = cfg["gru_hidden"]
         elif cfg["encoder"] != "avg":
             raise ValueError(f"unknown encoder {cfg['encoder']!r}: use avg or gru")
-        d += cfg["id_dim"]
         self.head = nn.Linear(d, cfg["out_dim"])
+        self.lex_scale = nn.Parameter(torch.tensor(float(cfg["lex_scale"])))
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(self, ids, lengths, stems, codes):
         mask = (torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]).float()
-        x = self.emb(ids)
-        w = mask
         if self.weights is not None:
             w = F.softplus(self.weights(ids).squeeze(-1)) * mask
+        else:
+            w = mask
         w = w / w.sum(1, keepdim=True).clamp_min(1e-6)
-        if self.cfg["encoder"] == "gru":
-            packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-            out, _ = self.gru(packed)
-            x, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=ids.shape[1])
-        pooled = torch.einsum("bt,btd->bd", w, x.float())
-        if self.cfg["id_dim"]:
-            pooled = torch.cat([pooled, torch.einsum("bt,btd->bd", w, self.idcode[ids])], dim=1)
-        return F.normalize(self.head(pooled), dim=-1)
+        if self.cfg["encoder"] == "avg":
+            sem = F.embedding_bag(ids, self.emb.weight, per_sample_weights=w, mode="sum")
+        else:
+            L = min(ids.shape[1], self.cfg["gru_max"])
+            packed = nn.utils.rnn.pack_padded_sequence(self.emb(ids[:, :L]), lengths.cpu().clamp(1, L),
+                                                       batch_first=True, enforce_sorted=False)
+            _, h = self.gru(packed)
+            sem = h[-1]
+        parts = [self.head(sem)]
+        if codes is not None:
+            lex = F.embedding_bag(stems[ids], codes, per_sample_weights=w, mode="sum")
+            parts.append(self.lex_scale * lex)
+        return F.normalize(torch.cat(parts, -1).float(), dim=-1)
 
 
 class TwoTowerModel(nn.Module):
     def __init__(self, vocab_size: int, emb_dim: int, config: dict | None = None,
-                 embeddings: np.ndarray | None = None, idf: np.ndarray | None = None, seed: int = 0):
+                 embeddings: np.ndarray | None = None, idf: np.ndarray | None = None,
+                 stems: np.ndarray | None = None, seed: int = 0):
         super().__init__()
         cfg = dict(DEFAULT_CONFIG, **(config or {}))
-        cfg.update(vocab_size=vocab_size, emb_dim=emb_dim)
+        cfg.update(vocab_size=int(vocab_size), emb_dim=int(emb_dim))
+        if stems is None:
+            stems = np.arange(vocab_size) if "n_stems" not in cfg else np.zeros(vocab_size, np.int64)
+        n_stems = int(cfg.get("n_stems", int(np.max(stems)) + 1 if len(stems) else 1))
+        cfg.update(n_stems=n_stems, code_seed=int(cfg.get("code_seed", seed)))
         self.config = cfg
-        g = torch.Generator().manual_seed(seed)
-        idcode = None
-        if cfg["id_dim"]:
-            # regenerated from the seed, not stored: same codes at train and query time
-            idcode = torch.randn(vocab_size, cfg["id_dim"], generator=g) / cfg["id_dim"] ** 0.5
-            idcode[0] = 0
-            cfg["id_seed"] = seed
+        emb = nn.Embedding(vocab_size, emb_dim, padding_idx=0, sparse=True)
+        if embeddings is not None:
+            emb.weight.data.copy_(torch.as_tensor(embeddings))
+        emb.weight.requires_grad_(not cfg["freeze_emb"])
+        idf_t = torch.as_tensor(idf if idf is not None else np.ones(vocab_size, np.float32)).float()
+        self.register_buffer("stems", torch.as_tensor(stems, dtype=torch.long))
+        codes = None
+        if cfg["lex_dim"]:
+            # regenerated from the seed, never stored: a few hundred MB at v2.1 scale
+            g = torch.Generator().manual_seed(cfg["code_seed"])
+            codes = torch.randn(n_stems, cfg["lex_dim"], generator=g) / cfg["lex_dim"] ** 0.5
+            codes[0] = 0
+        self.register_buffer("codes", codes, persistent=False)
+        self.query_tower = Tower(cfg, vocab_size, emb, idf_t)
+        self.passage_tower = self.query_tower if cfg["shared"] else Tower(cfg, vocab_size, emb, idf_t)
 
-        def make_tower():
-            emb = nn.Embedding(vocab_size, emb_dim, padding_idx=0, sparse=True)
-            if embeddings is not None:
-                emb.weight.data.copy_(torch.as_tensor(embeddings))
-            emb.weight.requires_grad_(not cfg["freeze_emb"])
-            wts = None
-            if cfg["token_weights"]:
-                wts = nn.Embedding(vocab_size, 1, sparse=True)
-                init = torch.as_tensor(idf if idf is not None else np.ones(vocab_size, np.float32)).float()
-                # softplus^-1 so that the initial weight equals the IDF
-                wts.weight.data.copy_(torch.log(torch.expm1(init.clamp_min(1e-3))).unsqueeze(1))
-            return Tower(cfg, emb, wts, idcode)
-
-        self.query_tower = make_tower()
-        self.passage_tower = self.query_tower if cfg["shared"] else make_tower()
+    @property
+    def dim(self) -> int:
+        return self.config["out_dim"] + self.config["lex_dim"]
 
     def encode_query(self, ids, lengths):
-        return self.query_tower(ids, lengths)
+        return self.query_tower(ids, lengths, self.stems, self.codes)
 
     def encode_passage(self, ids, lengths):
-        return self.passage_tower(ids, lengths)
+        return self.passage_tower(ids, lengths, self.stems, self.codes)
 
     def sparse_parameters(self):
-        return [p for n, p in self.named_parameters() if p.requires_grad and (".emb." in n or ".weights." in n)]
+        seen, out = set(), []
+        for n, p in self.named_parameters():
+            if p.requires_grad and (".emb." in n or ".weights." in n) and id(p) not in seen:
+                seen.add(id(p))
+                out.append(p)
+        return out
 
     def dense_parameters(self):
         sp = {id(p) for p in self.sparse_parameters()}
@@ -113,7 +149,7 @@ class TwoTowerModel(nn.Module):
         h = hashlib.sha1()
         for k, v in sorted(self.state_dict().items()):
             h.update(k.encode())
-            h.update(v.detach().cpu().float().numpy().tobytes()[:1 << 20])
+            h.update(v.detach().cpu().float().numpy().tobytes())
         return h.hexdigest()[:16]
 
     def checkpoint(self, **extra) -> dict:
@@ -123,7 +159,7 @@ class TwoTowerModel(nn.Module):
     @classmethod
     def from_checkpoint(cls, ckpt: dict) -> "TwoTowerModel":
         cfg = dict(ckpt["config"])
-        m = cls(cfg["vocab_size"], cfg["emb_dim"], cfg, seed=cfg.get("id_seed", 0))
+        m = cls(cfg["vocab_size"], cfg["emb_dim"], cfg)
         m.load_state_dict(ckpt["state_dict"])
         m.eval()
         return m

@@ -56,9 +56,10 @@ class Vocab:
             return cls(**pickle.load(f))
 
     def idf(self) -> np.ndarray:
+        """BM25's IDF, log(1 + (N - df + 0.5) / (df + 0.5)): the pooling weights start from it."""
         n = max(self.n_passages, 1)
         df = self.df if self.df is not None else np.zeros(len(self), np.int64)
-        return np.log((n + 1) / (df + 1)).astype(np.float32)
+        return np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
 
 
 # ---------------------------------------------------------------- tokenising in parallel

@@ -8,17 +8,17 @@ torch.set_num_threads(1)
 
 
 @pytest.mark.parametrize("encoder", ["avg", "gru"])
-@pytest.mark.parametrize("id_dim", [0, 8])
-def test_shapes_unit_length_and_padding_invariance(encoder, id_dim):
+@pytest.mark.parametrize("lex_dim", [0, 8])
+def test_shapes_unit_length_and_padding_invariance(encoder, lex_dim):
     torch.manual_seed(0)
-    m = TwoTowerModel(50, 12, {"encoder": encoder, "out_dim": 16, "id_dim": id_dim, "gru_hidden": 8},
+    m = TwoTowerModel(50, 12, {"encoder": encoder, "out_dim": 16, "lex_dim": lex_dim, "gru_hidden": 8},
                       embeddings=np.random.default_rng(0).normal(size=(50, 12)).astype(np.float32))
     m.eval()
     ids = torch.tensor([[5, 6, 7, 0, 0], [9, 0, 0, 0, 0]])
     lens = torch.tensor([3, 1])
     q = m.encode_query(ids, lens)
     p = m.encode_passage(ids, lens)
-    assert q.shape == (2, 16) and p.shape == (2, 16)
+    assert q.shape == (2, 16 + lex_dim) and p.shape == (2, 16 + lex_dim)
     assert torch.allclose(q.norm(dim=1), torch.ones(2), atol=1e-5)
     # more padding, or garbage beyond the true length, changes nothing
     wide = torch.cat([ids, torch.zeros(2, 7, dtype=torch.long)], dim=1)
@@ -32,7 +32,7 @@ def test_shapes_unit_length_and_padding_invariance(encoder, id_dim):
 
 
 def test_separate_towers_differ_and_checkpoint_round_trip():
-    m = TwoTowerModel(30, 8, {"shared": False, "out_dim": 8, "id_dim": 4})
+    m = TwoTowerModel(30, 8, {"shared": False, "out_dim": 8, "lex_dim": 4})
     assert m.query_tower is not m.passage_tower
     ck = m.checkpoint(vocab_fingerprint="x")
     m2 = TwoTowerModel.from_checkpoint(ck)
