@@ -30,7 +30,7 @@ def main():
     p.add_argument("--no-token-weights", action="store_true", help="plain mean instead of learned IDF weights")
     p.add_argument("--gru-hidden", type=int, default=DEFAULT_CONFIG["gru_hidden"])
     p.add_argument("--temperature", type=float, default=DEFAULT_CONFIG["temperature"])
-    cli.add_train(p, epochs=20, lr=2e-3)
+    cli.add_train(p, epochs=30, lr=2e-3)
     cli.add_device(p)
     cli.add_wandb(p)
     p.add_argument("--out", default="s04_model.pt", help="checkpoint name under --data-dir")

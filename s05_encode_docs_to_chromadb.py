@@ -17,12 +17,14 @@ from common.indexing import index_checkpoint
 def main():
     p = cli.parser(__doc__)
     p.add_argument("--checkpoint", default="s04_model.pt", help="checkpoint under --data-dir")
-    p.add_argument("--no-store-text", action="store_true",
-                   help="store only ids and vectors; s09 then reads text from passages.parquet")
+    p.add_argument("--store-text", action="store_true",
+                   help="also store passage text as Chroma documents (slower: Chroma full-text indexes it); "
+                        "by default results read text from data/passage_text/")
     p.add_argument("--encode-batch", type=int, default=4096)
     p.add_argument("--write-batch", type=int, default=5000, help="capped at the client's max batch size")
     p.add_argument("--no-activate", action="store_true", help="build, but leave s09 on its current collection")
     vector_store.add_args(p)
+    vector_store.add_index_args(p)
     cli.add_device(p)
     args = p.parse_args()
     t = cli.Timer()
@@ -30,7 +32,8 @@ def main():
     c = vector_store.client_from_args(args, writer=True)
     state = index_checkpoint(args.data_dir, args.data_dir / args.checkpoint, c, device,
                              encode_batch=args.encode_batch, write_batch=args.write_batch,
-                             store_text=not args.no_store_text)
+                             store_text=args.store_text, shards=args.shards, host=args.chroma_host,
+                             hnsw=vector_store.hnsw_from_args(args))
     extra = {"chroma_host": args.chroma_host, "chroma_port": args.chroma_port}
     if not args.no_activate:
         vector_store.activate(args.data_dir, state, extra)

@@ -22,7 +22,7 @@ def main():
     p.add_argument("--checkpoint", default="s04_model.pt")
     p.add_argument("--skip", type=int, default=3, help="ranks at the very top that are never used")
     p.add_argument("--depth", type=int, default=30, help="deepest rank a negative may come from")
-    p.add_argument("--per-query", type=int, default=4, help="hard negatives per (query, positive)")
+    p.add_argument("--per-query", type=int, default=1, help="hard negatives per (query, positive)")
     p.add_argument("--margin", type=float, default=0.0,
                    help="drop candidates scoring above (positive's score - margin)")
     p.add_argument("--query-batch", type=int, default=500)
@@ -37,11 +37,9 @@ def main():
     corpus = load_corpus(d)
     model, ckpt = load_model(d / args.checkpoint, corpus.vocab.fingerprint, device)
     c = vector_store.client_from_args(args)
-    name = vector_store.collection_name(ckpt["fingerprint"])
-    col = vector_store.get_collection(c, name)
-    state_p = vector_store.progress_path(d, name)
-    if col is None or not state_p.exists() or not vector_store.read_json(state_p).get("complete"):
-        raise StageError(f"no complete index for {args.checkpoint} (collection {name}): "
+    col = vector_store.find_built(d, ckpt["fingerprint"], c)
+    if col is None:
+        raise StageError(f"no complete index for {args.checkpoint}: "
                          f"run s05_encode_docs_to_chromadb.py --checkpoint {args.checkpoint} first")
 
     # training queries with a positive, with their candidate lists

@@ -14,11 +14,14 @@ from common.indexing import index_checkpoint
 def main():
     p = cli.parser(__doc__)
     p.add_argument("--checkpoint", default="best_model.pt", help="checkpoint under --data-dir")
-    p.add_argument("--no-store-text", action="store_true")
+    p.add_argument("--store-text", action="store_true",
+                   help="also store passage text as Chroma documents (slower: Chroma full-text indexes it); "
+                        "by default results read text from data/passage_text/")
     p.add_argument("--encode-batch", type=int, default=4096)
     p.add_argument("--write-batch", type=int, default=5000)
     p.add_argument("--drop-old", action="store_true", help="delete the previously active collection afterwards")
     vector_store.add_args(p)
+    vector_store.add_index_args(p)
     cli.add_device(p)
     args = p.parse_args()
     t = cli.Timer()
@@ -32,12 +35,13 @@ def main():
         pass
     state = index_checkpoint(args.data_dir, args.data_dir / args.checkpoint, c, device,
                              encode_batch=args.encode_batch, write_batch=args.write_batch,
-                             store_text=not args.no_store_text)
+                             store_text=args.store_text, shards=args.shards, host=args.chroma_host,
+                             hnsw=vector_store.hnsw_from_args(args))
     vector_store.activate(args.data_dir, state, {"chroma_host": args.chroma_host, "chroma_port": args.chroma_port,
                                                  "winner": bm["settings"].get("winner")})
     if old and old["name"] != state["name"]:
         if args.drop_old:
-            vector_store.delete_collection(c, old["name"])
+            vector_store.drop_built(args.data_dir, old["name"], c)
             print(f"deleted the previous collection {old['name']}")
         else:
             print(f"previous collection {old['name']} kept (s10 compares it); --drop-old deletes it")

@@ -48,7 +48,8 @@ def main():
     import torch
     torch.set_num_threads(1)
     t = cli.Timer()
-    s = Searcher(args.data_dir, args.device, args.chroma_host, args.chroma_port, mode=args.mode, alpha=args.alpha)
+    s = Searcher(args.data_dir, args.device, args.chroma_host, args.chroma_port, mode=args.mode, alpha=args.alpha,
+                 warm_up=True if args.query is not None else "background")
     if args.query is not None:
         ok = answer(s, args.query, args.k, args.width)
         sys.exit(0 if ok else 1)

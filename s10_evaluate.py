@@ -97,19 +97,19 @@ def main():
     # ---- hybrid weight and the best mode, on validation (never on the split being reported)
     hybrid_path = eval_dir / "reports" / "hybrid.json"
     vq, vt, vr, _ = ev.split("validation")
-    alpha, val_modes = 0.5, {}
+    alpha, norm, val_modes = 0.5, "minmax", {}
     if len(vq):
         d_i, d_s, _ = ev.dense(ckpt_name, vq)
         b_i, b_s = ev.bm25_run(vt)
-        alpha, grid = tune_alpha(vq, vr, d_i, d_s, b_i, b_s)
-        h_i, h_s = retrieval.fuse(d_i, d_s, b_i, b_s, alpha, DEPTH)
+        (norm, alpha), grid = tune_alpha(vq, vr, d_i, d_s, b_i, b_s)
+        h_i, h_s = retrieval.fuse(d_i, d_s, b_i, b_s, alpha, DEPTH, norm)
         val_modes = {"dense": metrics_for(vq, vr, d_i, d_s)["mrr@10"], "bm25": metrics_for(vq, vr, b_i, b_s)["mrr@10"],
                      "hybrid": metrics_for(vq, vr, h_i, h_s)["mrr@10"]}
         best_mode = max(val_modes, key=val_modes.get)
-        write_json(hybrid_path, {"alpha": alpha, "best_mode": best_mode, "validation_mrr@10": val_modes,
-                                 "checkpoint": ckpt_name, "grid": {str(k): v for k, v in grid.items()}})
+        write_json(hybrid_path, {"alpha": alpha, "norm": norm, "best_mode": best_mode, "validation_mrr@10": val_modes,
+                                 "checkpoint": ckpt_name, "grid": {f"{k[0]} {k[1]}": v for k, v in grid.items()}})
         print(f"validation MRR@10: dense {val_modes['dense']:.4f}, bm25 {val_modes['bm25']:.4f}, hybrid "
-              f"{val_modes['hybrid']:.4f} (alpha {alpha}); s09's default mode: {best_mode}")
+              f"{val_modes['hybrid']:.4f} ({norm}, alpha {alpha}); s09's default mode: {best_mode}")
 
     # ---- the split
     qids, texts, rel, _ = ev.split(args.split)
@@ -125,8 +125,8 @@ def main():
         systems[f"{ckpt_name} two-tower"] = ev.dense(ckpt_name, qids)
     d_i, d_s, dense_how = ev.dense(ckpt_name, qids)
     b_i, b_s, _ = systems["BM25 (bm25s, stemmed)"]
-    h_i, h_s = retrieval.fuse(d_i, d_s, b_i, b_s, alpha, DEPTH)
-    systems[f"hybrid ({ckpt_name.split('_')[0]} + BM25, alpha {alpha})"] = (h_i, h_s, dense_how + "+bm25")
+    h_i, h_s = retrieval.fuse(d_i, d_s, b_i, b_s, alpha, DEPTH, norm)
+    systems[f"hybrid ({ckpt_name.split('_')[0]} + BM25, {norm}, alpha {alpha})"] = (h_i, h_s, dense_how + "+bm25")
 
     rows, curves = [], {}
     for name, (ids, sc, how) in systems.items():
@@ -138,7 +138,7 @@ def main():
     index_recall = float(np.mean([len(set(a[:10]) & set(b[:10])) / 10 for a, b in zip(d_i, ex_i)])) if dense_how == "chroma" else None
 
     result = {"split": args.split, "queries": int(len(qids)), "pool": int(len(corpus.ptok)), "full_pool": rows,
-              "hybrid_alpha": alpha, "validation_mrr@10": val_modes, "checkpoint": ckpt_name,
+              "hybrid_alpha": alpha, "hybrid_norm": norm, "validation_mrr@10": val_modes, "checkpoint": ckpt_name,
               "index_recall_at_10": index_recall, "data_dir": str(eval_dir), "seconds": None}
 
     # ---- rerank-own-candidates setting, where queries have several candidates

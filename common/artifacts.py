@@ -141,7 +141,7 @@ def write_manifest(path, script: str, settings: dict | None = None, inputs: dict
 def require(path, what: str | None = None) -> dict:
     """Return the manifest of an input file, or stop with which script to run first."""
     path = Path(path)
-    producer = PRODUCERS.get(path.name, "the stage that makes it")
+    producer = PRODUCERS.get(path.name, "s04_train_tower.py" if path.suffix == ".pt" else "the stage that makes it")
     if not path.exists():
         raise StageError(f"{path} not found: run {producer} first"
                          + (f" ({what})" if what else ""))

@@ -37,7 +37,13 @@ class BM25Index:
         out_i = np.zeros((len(queries), k), dtype=np.int64)
         out_s = np.zeros((len(queries), k), dtype=np.float32)
         has = [i for i, t in enumerate(toks) if t]
-        if has:
+        if 0 < len(has) <= 4:  # a few queries (s09): scoring the pool and partitioning is ~30x faster
+            for i in has:
+                s = self.retriever.get_scores(toks[i])
+                top = np.argpartition(-s, k - 1)[:k] if k < len(s) else np.arange(len(s))
+                top = top[np.argsort(-s[top], kind="stable")]
+                out_i[i], out_s[i] = top, s[top]
+        elif has:
             docs, scores = self.retriever.retrieve([toks[i] for i in has], k=k, show_progress=False, n_threads=1)
             out_i[has] = docs
             out_s[has] = scores

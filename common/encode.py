@@ -25,7 +25,6 @@ def load_model(path: Path, vocab_fp: str, device) -> tuple[TwoTowerModel, dict]:
     path = Path(path)
     if not path.exists():
         raise StageError(f"{path} not found: run {PRODUCERS.get(path.name, 's04_train_tower.py')} first")
-    require(path)  # a checkpoint without a manifest is from a training run that was interrupted
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -33,6 +32,7 @@ def load_model(path: Path, vocab_fp: str, device) -> tuple[TwoTowerModel, dict]:
     if ckpt.get("vocab_fingerprint") != vocab_fp:
         raise StageError(f"{path} was trained on another vocabulary ({ckpt.get('vocab_fingerprint')} != {vocab_fp}): "
                          f"re-run s04_train_tower.py")
+    require(path)  # a checkpoint without a manifest is from a training run that was interrupted
     model = TwoTowerModel.from_checkpoint(ckpt).to(device)
     return model, ckpt
 

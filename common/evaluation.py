@@ -59,12 +59,7 @@ class Evaluator:
     def collection_for(self, ckpt: dict):
         if self.client is None:
             return None
-        name = vector_store.collection_name(ckpt["fingerprint"])
-        pp = vector_store.progress_path(self.d, name)
-        col = vector_store.get_collection(self.client, name)
-        if col is None or not pp.exists() or not vector_store.read_json(pp).get("complete"):
-            return None
-        return col
+        return vector_store.find_built(self.d, ckpt["fingerprint"], self.client)
 
     def dense(self, ckpt_name: str, qids: np.ndarray, k: int = DEPTH):
         """(ids, scores, how) for a checkpoint; through Chroma when it has a complete collection."""
@@ -149,14 +144,15 @@ def recall_curve(ids: np.ndarray, rel, ks) -> list[float]:
     return out
 
 
-def tune_alpha(qids, rel, d_ids, d_sc, b_ids, b_sc) -> tuple[float, dict]:
-    """alpha maximising MRR@10 (the fused ranking is re-evaluated for each grid value)."""
+def tune_alpha(qids, rel, d_ids, d_sc, b_ids, b_sc) -> tuple[tuple[str, float], dict]:
+    """(normalisation, alpha) maximising MRR@10 on these queries (each grid point re-ranked)."""
     from .metrics import mrr_at_k
     scores = {}
-    for a in ALPHAS:
-        ids, _ = retrieval.fuse(d_ids, d_sc, b_ids, b_sc, a, 10)
-        scores[a] = mrr_at_k(ids, rel, 10)
-    best = max(scores, key=lambda a: (scores[a], -abs(a - 0.5)))
+    for norm in retrieval.NORMS:
+        for a in ALPHAS:
+            ids, _ = retrieval.fuse(d_ids, d_sc, b_ids, b_sc, a, 10, norm)
+            scores[(norm, a)] = mrr_at_k(ids, rel, 10)
+    best = max(scores, key=lambda x: (scores[x], -abs(x[1] - 0.5)))
     return best, scores
 
 
@@ -212,7 +208,8 @@ def markdown(result: dict) -> str:
         for r in result["rerank"]:
             lines.append(f"| {r['system']} | candidates | " + " | ".join(f"{r[c]:.4f}" for c in cols) + " |\n")
     if result.get("hybrid_alpha") is not None:
-        lines.append(f"\nhybrid alpha (dense weight) {result['hybrid_alpha']}, tuned on validation MRR@10.\n")
+        lines.append(f"\nhybrid: {result.get('hybrid_norm', 'minmax')} normalisation, alpha (dense weight) "
+                     f"{result['hybrid_alpha']}, both tuned on validation MRR@10.\n")
     if result.get("index_recall_at_10") is not None:
         lines.append(f"\nChroma HNSW recall@10 against exact search (active model): {result['index_recall_at_10']:.4f}\n")
     return "".join(lines)

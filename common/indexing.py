@@ -7,15 +7,26 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from . import vector_store
-from .artifacts import check_lineage, require
+from .artifacts import StageError, check_lineage, require
 from .corpus import load_vocab
 from .encode import encode_rows, load_model
 from .vocab import TokenTable
 
 
+def auto_shards(total: int, host: str | None) -> int:
+    """Parallel shards for an embedded build: one per core past 200k passages (each shard's HNSW
+    insert runs in its own process); one below that, where start-up costs more than it saves."""
+    import os
+    if host or total < 200_000:
+        return 1
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 def index_checkpoint(data_dir: Path, ckpt_path: Path, c, device, encode_batch: int = 2048,
-                     write_batch: int = 5000, store_text: bool = True, max_len: int = 256,
-                     hnsw: dict | None = None, log=print) -> dict:
+                     write_batch: int = 5000, store_text: bool = False, max_len: int = 256,
+                     hnsw: dict | None = None, log=print, shards: int = 0, host: str | None = None) -> dict:
+    """Encode and index every passage; with shards > 1 (embedded store only) each shard is built
+    by its own process into data/chroma-shard-i, and queries merge the shards' top-k."""
     from tqdm import tqdm
     d = Path(data_dir)
     vocab, vm = load_vocab(d)
@@ -24,26 +35,90 @@ def index_checkpoint(data_dir: Path, ckpt_path: Path, c, device, encode_batch: i
     model, ckpt = load_model(ckpt_path, vocab.fingerprint, device)
     # a checkpoint without a manifest comes from a run that was killed before it finished
     require(ckpt_path)
+    from .passage_store import build as build_text_store
+    build_text_store(d)  # what s09 shows: text looked up by id, memory-mapped
+    total = require(d / "passages_tok.parquet") and _count(d / "passages_tok.parquet")
+    name = vector_store.collection_name(ckpt["fingerprint"], hnsw)
+    meta = {"model_fingerprint": ckpt["fingerprint"], "vocab_fingerprint": vocab.fingerprint,
+            "passages_tok": ptm["fingerprint"], "dim": model.dim, "store_text": store_text}
+    shards = shards or auto_shards(total, host)
+    if shards <= 1:
+        with tqdm(total=total, desc=f"index {name}", unit="passage", mininterval=1) as bar:
+            state = _build_range(d, model, c, device, name, meta, 0, total, encode_batch, write_batch,
+                                 store_text, max_len, hnsw, log, bar, None)
+        return dict(state, checkpoint=str(Path(ckpt_path).name), stage=ckpt.get("stage"))
+    if host:
+        raise StageError("--shards > 1 is for the embedded store; a Chroma server indexes in one collection")
+    del model
+    pp = vector_store.progress_path(d, name)
+    st = vector_store.read_json(pp) if pp.exists() else {}
+    if st.get("complete") and int(st.get("shards", 1)) == shards and all(st.get(k) == v for k, v in meta.items()) \
+            and vector_store.open_built(d, name) is not None:
+        log(f"index {name} is already complete ({total:,} passages in {shards} shards)")
+        return dict(vector_store.read_json(pp), checkpoint=str(Path(ckpt_path).name), stage=ckpt.get("stage"))
+    import multiprocessing as mp
+    import time
+    ctx = mp.get_context("spawn")  # torch and Chroma's Rust core do not survive fork
+    bounds = [(i * total // shards, (i + 1) * total // shards) for i in range(shards)]
+    procs = [ctx.Process(target=_shard_worker, args=(str(d), str(ckpt_path), i, shards, lo, hi, name, meta,
+                                                     encode_batch, write_batch, store_text, max_len, hnsw))
+             for i, (lo, hi) in enumerate(bounds)]
+    for p in procs:
+        p.start()
+    with tqdm(total=total, desc=f"index {name} ({shards} shards)", unit="passage", mininterval=1) as bar:
+        while any(p.is_alive() for p in procs):
+            time.sleep(0.5)
+            done = sum(vector_store.read_json(f).get("done", 0) if f.exists() else 0
+                       for f in (vector_store.shard_progress_path(d, name, i, shards) for i in range(shards)))
+            bar.n = done
+            bar.refresh()
+    failed = [i for i, p in enumerate(procs) if p.exitcode != 0]
+    if failed:
+        raise StageError(f"shard(s) {failed} of the index build failed (exit {[procs[i].exitcode for i in failed]}): "
+                         f"re-run this stage to resume")
+    n = vector_store.open_built_shards(d, name, shards).count()
+    if n != total:
+        raise StageError(f"sharded index {name} holds {n:,} passages, expected {total:,}: re-run this stage")
+    state = dict(meta, name=name, total=total, done=total, complete=True, shards=shards,
+                 hnsw=dict(vector_store.HNSW, **(hnsw or {})))
+    vector_store.write_json(pp, state)
+    return dict(state, checkpoint=str(Path(ckpt_path).name), stage=ckpt.get("stage"))
+
+
+def _count(path) -> int:
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def _build_range(d, model, c, device, name, meta, lo, hi, encode_batch, write_batch, store_text, max_len,
+                 hnsw, log, bar, progress_file):
     table = TokenTable.read(d / "passages_tok.parquet", "passage_id")
-    total = len(table)
+    total = hi - lo
     write_batch = min(write_batch, c.get_max_batch_size())
     texts = None
     if store_text:
         texts = pq.read_table(d / "passages.parquet", columns=["text"])["text"]
-        if len(texts) != total:
-            from .artifacts import StageError
+        if len(texts) != len(table):
             raise StageError("passages.parquet and passages_tok.parquet differ in length: re-run s02_tkn_ms_marco.py")
 
     def batches(start):
-        for s in range(start, total, encode_batch):
-            rows = np.arange(s, min(s + encode_batch, total))
+        for s in range(lo + start, hi, encode_batch):
+            rows = np.arange(s, min(s + encode_batch, hi))
             vecs = encode_rows(model, table, rows, "passage", device, batch_size=512, max_len=max_len)
             docs = texts.slice(s, len(rows)).to_pylist() if texts is not None else None
             yield table.ids[rows], vecs, docs
 
-    name = vector_store.collection_name(ckpt["fingerprint"])
-    meta = {"model_fingerprint": ckpt["fingerprint"], "vocab_fingerprint": vocab.fingerprint,
-            "passages_tok": ptm["fingerprint"], "dim": model.dim, "store_text": store_text}
-    with tqdm(total=total, desc=f"index {name}", unit="passage", mininterval=1) as bar:
-        state = vector_store.build(c, d, name, meta, total, batches, write_batch, progress=bar, hnsw=hnsw, log=log)
-    return dict(state, checkpoint=str(Path(ckpt_path).name), stage=ckpt.get("stage"))
+    return vector_store.build(c, d, name, meta, total, batches, write_batch, progress=bar, hnsw=hnsw, log=log,
+                              progress_file=progress_file)
+
+
+def _shard_worker(d, ckpt_path, i, shards, lo, hi, name, meta, encode_batch, write_batch, store_text, max_len, hnsw):
+    """One shard's build, in its own process."""
+    import torch
+    torch.set_num_threads(1)
+    d = Path(d)
+    vocab, _ = load_vocab(d)
+    model, _ = load_model(Path(ckpt_path), vocab.fingerprint, torch.device("cpu"))
+    c = vector_store.client(d, shard=i, writer=True)
+    _build_range(d, model, c, torch.device("cpu"), name, dict(meta, shard=i, shards=shards), lo, hi,
+                 encode_batch, write_batch, store_text, max_len, hnsw, lambda *a: None, None,
+                 vector_store.shard_progress_path(d, name, i, shards))

@@ -35,7 +35,7 @@ DEFAULT_CONFIG = dict(
     token_weights=True,   # learned per-word pooling weight, IDF-initialised
     gru_hidden=64,
     gru_max=128,          # the GRU reads a passage's first gru_max tokens
-    temperature=0.05,
+    temperature=0.02,
 )
 
 

@@ -1,10 +1,10 @@
 """Retrieval systems compared in s10 and offered by s09: dense (a checkpoint through its ChromaDB
 collection, or exact search when it has none), BM25, the untrained GloVe average, and hybrid.
 
-Hybrid fuses a dense and a BM25 ranking: each system's top-`depth` scores are min-max normalised
-per query (a passage missing from one list gets that list's lowest score), then
+Hybrid fuses a dense and a BM25 ranking: each system's top-`depth` scores are normalised per query
+(min-max or z-score; a passage missing from one list gets that list's lowest score), then
     score = alpha * dense + (1 - alpha) * bm25,
-with alpha tuned on the validation split by s10 (data/reports/hybrid.json).
+with the normalisation and alpha tuned on the validation split by s10 (data/reports/hybrid.json).
 """
 from __future__ import annotations
 
@@ -60,11 +60,23 @@ def _minmax(s: np.ndarray) -> np.ndarray:
     return np.nan_to_num((s - lo) / (hi - lo), nan=0.0)
 
 
-def fuse(d_ids, d_sc, b_ids, b_sc, alpha: float, k: int):
+def _zscore(s: np.ndarray) -> np.ndarray:
+    s = np.where(np.isfinite(s), s, np.nan)
+    if np.all(np.isnan(s)):
+        return np.zeros_like(s, dtype=np.float64)
+    sd = np.nanstd(s)
+    return np.nan_to_num((s - np.nanmean(s)) / (sd if sd > 1e-12 else 1.0), nan=0.0)
+
+
+NORMS = {"minmax": _minmax, "zscore": _zscore}
+
+
+def fuse(d_ids, d_sc, b_ids, b_sc, alpha: float, k: int, norm: str = "minmax"):
     """Hybrid ranking for each query; returns (ids, scores) arrays of width k."""
     out_i, out_s = [], []
+    f = NORMS[norm]
     for di, ds, bi, bs in zip(d_ids, d_sc, b_ids, b_sc):
-        dn, bn = _minmax(ds), _minmax(bs)
+        dn, bn = f(np.asarray(ds, dtype=np.float64)), f(np.asarray(bs, dtype=np.float64))
         dmap = {int(p): v for p, v in zip(di, dn) if True}
         bmap = {}
         for p, v in zip(bi, bn):

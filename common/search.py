@@ -47,24 +47,28 @@ class Searcher:
             raise StageError(f"{self.active['checkpoint']} changed since the index was built: re-run s08_reencode_all.py")
         host = chroma_host if chroma_host is not None else self.active.get("chroma_host")
         port = chroma_port if chroma_host is not None else self.active.get("chroma_port", 8000)
-        self.client = vector_store.client(self.data_dir, host, port)
-        self.col = vector_store.get_collection(self.client, self.active["name"])
+        if int(self.active.get("shards", 1)) > 1:
+            self.col = vector_store.open_built(self.data_dir, self.active["name"])
+        else:
+            self.col = vector_store.get_collection(vector_store.client(self.data_dir, host, port), self.active["name"])
         if self.col is None:
             raise StageError(f"collection {self.active['name']} is missing from Chroma: re-run s08_reencode_all.py")
         self._texts = None
-        if warm_up:  # the first query loads the HNSW index from disk: pay it at start-up
-            self.col.query(query_embeddings=np.zeros((1, self.active["dim"]), np.float32) + 0.1, n_results=1,
-                           include=[])
+        # The first query loads the HNSW index from disk (seconds at 1M passages). Pay it at
+        # start-up, or ("background") while the user types the first question.
+        if warm_up == "background":
+            import threading
+            self._warm = threading.Thread(target=self._warm_up, daemon=True)
+            self._warm.start()
+        elif warm_up:
+            self._warm_up()
         self.set_mode(mode, alpha)
 
     def _lookup(self, ids):
         if self._texts is None:
-            import pyarrow.parquet as pq
-            from .corpus import IdIndex
-            t = pq.read_table(self.data_dir / "passages.parquet")
-            self._texts = (IdIndex(t["passage_id"].to_numpy()), t["text"])
-        idx, texts = self._texts
-        return [texts[int(r)].as_py() for r in idx.rows(ids)]
+            from .passage_store import open_store
+            self._texts = open_store(self.data_dir)
+        return self._texts.get(ids)
 
     def check_query(self, text) -> str:
         text = normalize(text).strip()[:MAX_QUERY_CHARS]
@@ -76,6 +80,13 @@ class Searcher:
         v, known = encode_texts(self.model, self.vocab, texts, self.device, "query")
         return v, known
 
+    def _warm_up(self):
+        try:
+            self.col.query(query_embeddings=np.full((1, self.active["dim"]), 0.1, np.float32), n_results=1,
+                           include=["distances"])
+        except Exception:
+            pass  # a real query will report the problem
+
     def set_mode(self, mode: str | None, alpha: float | None = None):
         """dense | bm25 | hybrid; None: whichever won on validation in s10 (hybrid if s10 never ran)."""
         from .evaluation import load_hybrid
@@ -84,13 +95,14 @@ class Searcher:
         if self.mode not in MODES:
             raise StageError(f"unknown mode {self.mode!r}: use one of {', '.join(MODES)}")
         self.alpha = alpha if alpha is not None else tuned.get("alpha", DEFAULT_ALPHA)
+        self.norm = tuned.get("norm", "minmax")
         if self.mode != "dense" and self.bm25 is None:
             from . import bm25
             self.bm25 = bm25.load_or_build(self.data_dir)
         return self.mode
 
     def _texts_for(self, ids):
-        if self.active.get("store_text", True):
+        if self.active.get("store_text", False):
             got = self.col.get(ids=[str(i) for i in ids], include=["documents"])
             m = dict(zip(got["ids"], got["documents"]))
             return [m.get(str(i), "") for i in ids]
@@ -105,7 +117,8 @@ class Searcher:
             if not dense_ok and (self.mode == "dense" or not self.bm25.tokens([text])[0]):
                 raise QueryError("none of the query's words are in the vocabulary: try other words")
         if self.mode == "dense":
-            ids, scores, docs = vector_store.search(self.col, v, k, with_docs=self.active.get("store_text", True))
+            ids, scores, docs = vector_store.search(self.col, v, k, with_docs=self.active.get("store_text", False),
+                                                   total=self.active.get("total"))
             ids, scores = ids[0], scores[0]
             texts = docs[0] if docs else self._lookup(ids)
             return [Hit(r + 1, s, p, t) for r, (p, s, t) in enumerate(zip(ids, scores, texts))]
@@ -118,11 +131,11 @@ class Searcher:
             ids, scores = b_ids[0][:k].tolist(), b_sc[0][:k].tolist()
         else:
             if dense_ok:
-                d_ids, d_sc, _ = vector_store.search(self.col, v, depth, with_docs=False)
+                d_ids, d_sc, _ = vector_store.search(self.col, v, depth, with_docs=False, total=self.active.get("total"))
                 d_ids, d_sc = np.array(d_ids), np.array(d_sc, dtype=np.float32)
             else:  # no word the model knows: BM25 alone
                 d_ids, d_sc = np.zeros((1, 0), np.int64), np.zeros((1, 0), np.float32)
-            f_ids, f_sc = fuse(d_ids, d_sc, b_ids, b_sc, self.alpha if dense_ok else 0.0, k)
+            f_ids, f_sc = fuse(d_ids, d_sc, b_ids, b_sc, self.alpha if dense_ok else 0.0, k, self.norm)
             keep = np.isfinite(f_sc[0])
             ids, scores = f_ids[0][keep].tolist(), f_sc[0][keep].tolist()
         texts = self._texts_for(ids)

@@ -40,9 +40,10 @@ LOCK = "writer.lock"
 # Test hook: SIGKILL this process after this many written batches (tests of killed builds).
 KILL_ENV = "MSMARCO_TEST_KILL_AFTER_BATCHES"
 _locks: dict = {}  # path -> open file holding the writer lock for the life of the process
-# Measured on 2 cores (see README, "Speed"): these keep recall@10 against exact search high
-# while building faster than Chroma's defaults (ef_construction 100).
-HNSW = {"space": "cosine", "ef_construction": 100, "max_neighbors": 16, "ef_search": 100}
+# ef_construction 100 (Chroma's default) rather than 40-50: the lexical half of our vectors is a
+# random projection, hard for HNSW; at 50 the index found 96.5% of the exact top 10 on the shared
+# sample, at 100 97.9%, and ef_search 400 (query time only) adds what construction cannot.
+HNSW = {"space": "cosine", "ef_construction": 100, "max_neighbors": 16, "ef_search": 400}
 
 
 def lock_path(data_dir: Path) -> Path:
@@ -91,9 +92,11 @@ def writer_active(data_dir: Path) -> str | None:
     return None
 
 
-def client(data_dir: Path, host: str | None = None, port: int = 8000, writer: bool = False):
-    """A Chroma client: HttpClient when `host` is given, else the embedded store under data/chroma.
-    `writer=True` (s05, s08) takes the embedded store's writer lock; readers only warn when it is held."""
+def client(data_dir: Path, host: str | None = None, port: int = 8000, writer: bool = False,
+           shard: int | None = None):
+    """A Chroma client: HttpClient when `host` is given, else the embedded store under data/chroma
+    (shard i of a sharded index: data/chroma-shard-i). `writer=True` (s05, s08) takes the embedded
+    store's writer lock; readers only warn when it is held."""
     import chromadb
     from chromadb.config import Settings
     settings = Settings(anonymized_telemetry=False)
@@ -105,8 +108,12 @@ def client(data_dir: Path, host: str | None = None, port: int = 8000, writer: bo
         except Exception as e:
             raise StageError(f"no Chroma server at {host}:{port} ({type(e).__name__}): start one with "
                              f"`chroma run --path {data_dir}/chroma-server --port {port}` or drop --chroma-host")
-    path = Path(data_dir) / "chroma"
+    path = Path(data_dir) / ("chroma" if shard is None else f"chroma-shard-{shard}")
     path.mkdir(parents=True, exist_ok=True)
+    if shard is not None:
+        if writer:
+            acquire_writer_lock(store=path)
+        return chromadb.PersistentClient(path=str(path), settings=settings)
     if writer:
         acquire_writer_lock(data_dir)
     else:
@@ -131,8 +138,49 @@ def add_args(p):
     p.add_argument("--chroma-port", type=int, default=8000)
 
 
-def collection_name(model_fp: str) -> str:
-    return f"passages-{model_fp[:16]}"
+def add_index_args(p):
+    """HNSW and sharding settings of s05/s08."""
+    p.add_argument("--shards", type=int, default=0,
+                   help="parallel index shards (embedded store); 0: one per core from 200k passages, else 1")
+    p.add_argument("--ef-construction", type=int, default=HNSW["ef_construction"])
+    p.add_argument("--max-neighbors", type=int, default=HNSW["max_neighbors"], help="HNSW M")
+    p.add_argument("--ef-search", type=int, default=HNSW["ef_search"])
+
+
+def hnsw_from_args(args) -> dict:
+    return {"ef_construction": args.ef_construction, "max_neighbors": args.max_neighbors, "ef_search": args.ef_search}
+
+
+def collection_name(model_fp: str, hnsw: dict | None = None) -> str:
+    """One collection per (model, HNSW settings): changing either builds a new one beside the old."""
+    import hashlib
+    import json
+    h = hashlib.sha1(json.dumps(dict(HNSW, **(hnsw or {})), sort_keys=True).encode()).hexdigest()[:6]
+    return f"passages-{model_fp[:16]}-{h}"
+
+
+def find_built(data_dir: Path, model_fp: str, c=None):
+    """A complete index of this model (the active one if it is), or None."""
+    names = []
+    try:
+        a = active(data_dir)
+        if a.get("model_fingerprint") == model_fp:
+            names.append(a["name"])
+    except StageError:
+        pass
+    folder = Path(data_dir) / "indexes"
+    if folder.exists():
+        for f in sorted(folder.glob("passages-*.json")):
+            if ".shard" in f.name:
+                continue
+            st = read_json(f)
+            if st.get("model_fingerprint") == model_fp and st.get("complete"):
+                names.append(st["name"])
+    for n in names:
+        col = open_built(data_dir, n, c)
+        if col is not None:
+            return col
+    return None
 
 
 def embedded_store(c) -> Path | None:
@@ -174,14 +222,14 @@ def progress_path(data_dir: Path, name: str) -> Path:
 
 
 def build(c, data_dir: Path, name: str, meta: dict, total: int, batches, write_batch: int,
-          progress=None, hnsw: dict | None = None, log=print) -> dict:
+          progress=None, hnsw: dict | None = None, log=print, progress_file: Path | None = None) -> dict:
     """Fill collection `name` from `batches(start_row)`, an iterator of (ids, vectors, documents)
     that starts at row `start_row`; resume a killed build of the same model. Returns its state.
     On an embedded store it takes the writer lock first (whoever called it)."""
     store = embedded_store(c)
     if store is not None:
         acquire_writer_lock(store=store)
-    pp = progress_path(data_dir, name)
+    pp = progress_file or progress_path(data_dir, name)
     state = read_json(pp) if pp.exists() else None
     col = get_collection(c, name)
     same = state is not None and all(state.get(k) == meta.get(k) for k in meta) and state.get("total") == total
@@ -271,9 +319,82 @@ def active(data_dir: Path) -> dict:
     return read_json(p)
 
 
-def search(col, qvecs: np.ndarray, k: int, with_docs: bool = True):
-    """Top-k per query: (ids as int64 lists, cosine scores, documents or None)."""
-    k = max(1, min(k, col.count()))
+class ShardedIndex:
+    """Several embedded collections, one per shard, queried as one: each shard's top-k, merged.
+    Sharding lets s05/s08 build the HNSW graphs in parallel processes (Chroma's insert holds the
+    GIL and uses about one core)."""
+
+    def __init__(self, cols: list):
+        self.cols = cols
+
+    def count(self) -> int:
+        return sum(c.count() for c in self.cols)
+
+    def query(self, query_embeddings, n_results: int, include: list):
+        parts = [c.query(query_embeddings=query_embeddings, n_results=min(n_results, c.count()),
+                         include=list(set(include) | {"distances"})) for c in self.cols if c.count()]
+        out = {"ids": [], "distances": [], "documents": []}
+        for qi in range(len(query_embeddings)):
+            rows = []
+            for p in parts:
+                docs = p.get("documents") or [None] * len(p["ids"])
+                rows += list(zip(p["distances"][qi], p["ids"][qi], (docs[qi] or [None] * len(p["ids"][qi]))))
+            rows.sort(key=lambda r: r[0])
+            rows = rows[:n_results]
+            out["ids"].append([r[1] for r in rows])
+            out["distances"].append([r[0] for r in rows])
+            out["documents"].append([r[2] for r in rows])
+        return out
+
+    def get(self, ids, include: list):
+        got = {"ids": [], "documents": []}
+        for c in self.cols:
+            r = c.get(ids=list(ids), include=include)
+            got["ids"] += r["ids"]
+            got["documents"] += r.get("documents") or [None] * len(r["ids"])
+        return got
+
+
+def shard_progress_path(data_dir: Path, name: str, shard: int, shards: int) -> Path:
+    return Path(data_dir) / "indexes" / f"{name}.shard{shard}of{shards}.json"
+
+
+def open_built(data_dir: Path, name: str, c=None, host: str | None = None, port: int = 8000):
+    """The complete collection (or sharded index) `name`, or None when it is missing or unfinished."""
+    pp = progress_path(data_dir, name)
+    if not pp.exists():
+        return None
+    st = read_json(pp)
+    if not st.get("complete"):
+        return None
+    shards = int(st.get("shards", 1))
+    if shards > 1:
+        cols = [get_collection(client(data_dir, shard=i), name) for i in range(shards)]
+        return None if any(col is None for col in cols) else ShardedIndex(cols)
+    c = c if c is not None else client(data_dir, host, port)
+    return get_collection(c, name)
+
+
+def open_built_shards(data_dir: Path, name: str, shards: int) -> ShardedIndex:
+    return ShardedIndex([get_collection(client(data_dir, shard=i), name) for i in range(shards)])
+
+
+def drop_built(data_dir: Path, name: str, c=None):
+    pp = progress_path(data_dir, name)
+    shards = int(read_json(pp).get("shards", 1)) if pp.exists() else 1
+    if shards > 1:
+        for i in range(shards):
+            delete_collection(client(data_dir, shard=i, writer=True), name)
+            shard_progress_path(data_dir, name, i, shards).unlink(missing_ok=True)
+    elif c is not None:
+        delete_collection(c, name)
+    pp.unlink(missing_ok=True)
+
+
+def search(col, qvecs: np.ndarray, k: int, with_docs: bool = True, total: int | None = None):
+    """Top-k per query: (ids as int64 lists, cosine scores, documents or None). Pass `total` (the
+    collection's size) when known: count() costs more than the search itself at 300k passages."""
+    k = max(1, min(k, total if total is not None else col.count()))
     inc = ["distances"] + (["documents"] if with_docs else [])
     r = col.query(query_embeddings=np.asarray(qvecs, dtype=np.float32), n_results=k, include=inc)
     ids = [[int(x) for x in row] for row in r["ids"]]
