@@ -19,7 +19,7 @@ def auto_shards(total: int, host: str | None) -> int:
     import os
     if host or total < 200_000:
         return 1
-    return max(1, min(4, os.cpu_count() or 1))
+    return max(1, min(4, len(os.sched_getaffinity(0))))  # the cores this process may use
 
 
 def index_checkpoint(data_dir: Path, ckpt_path: Path, c, device, encode_batch: int = 2048,
