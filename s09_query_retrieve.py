@@ -41,20 +41,19 @@ def main():
     p.add_argument("--width", type=int, default=200, help="characters of passage text to show")
     p.add_argument("--mode", default=None, choices=["dense", "bm25", "hybrid"],
                    help="default: whichever won on validation in s10 (data/reports/hybrid.json); hybrid if s10 has not run")
-    p.add_argument("--alpha", type=float, default=None, help="hybrid's dense weight (default: tuned by s10)")
     p.add_argument("--device", default="cpu", help="cpu is fastest for one query at a time")
     vector_store.add_args(p)
     args = p.parse_args()
     import torch
     torch.set_num_threads(1)
     t = cli.Timer()
-    s = Searcher(args.data_dir, args.device, args.chroma_host, args.chroma_port, mode=args.mode, alpha=args.alpha,
+    s = Searcher(args.data_dir, args.device, args.chroma_host, args.chroma_port, mode=args.mode,
                  warm_up=True if args.query is not None else "background")
     if args.query is not None:
         ok = answer(s, args.query, args.k, args.width)
         sys.exit(0 if ok else 1)
     print(f"index {s.active['name']} ({s.active['total']:,} passages, model {s.active['checkpoint']}); "
-          f"mode {s.mode}" + (f" (alpha {s.alpha})" if s.mode == "hybrid" else "") + f"; ready in {t.s:.1f} s. Type a question; `exit` or Ctrl-D to leave.")
+          f"mode {s.mode}" + (f" (weights {s.weights})" if s.mode == "hybrid" else "") + f"; ready in {t.s:.1f} s. Type a question; `exit` or Ctrl-D to leave.")
     while True:
         try:
             q = input("query> ")

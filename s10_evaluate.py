@@ -23,7 +23,7 @@ import numpy as np
 from common import cli, tracking, vector_store
 from common.artifacts import StageError, require, run_main, write_json, write_manifest
 from common.corpus import load_corpus
-from common.evaluation import DEPTH, Evaluator, metrics_for, recall_curve, tune_alpha, write_reports
+from common.evaluation import DEPTH, Evaluator, hybrid_run, metrics_for, recall_curve, tune_hybrid, write_reports
 from common import retrieval
 
 KS = [1, 2, 3, 5, 10, 20, 30, 50, 100]
@@ -97,19 +97,22 @@ def main():
     # ---- hybrid weight and the best mode, on validation (never on the split being reported)
     hybrid_path = eval_dir / "reports" / "hybrid.json"
     vq, vt, vr, _ = ev.split("validation")
-    alpha, norm, val_modes = 0.5, "minmax", {}
+    w_dense, w_sem, val_modes = 0.0, 0.35, {}
     if len(vq):
         d_i, d_s, _ = ev.dense(ckpt_name, vq)
         b_i, b_s = ev.bm25_run(vt)
-        (norm, alpha), grid = tune_alpha(vq, vr, d_i, d_s, b_i, b_s)
-        h_i, h_s = retrieval.fuse(d_i, d_s, b_i, b_s, alpha, DEPTH, norm)
+        feats = ev.hybrid_features(ckpt_name, vq, vt, d_i)
+        (w_dense, w_sem), grid = tune_hybrid(vr, feats)
+        h_i, h_s = hybrid_run(feats, w_dense, w_sem)
         val_modes = {"dense": metrics_for(vq, vr, d_i, d_s)["mrr@10"], "bm25": metrics_for(vq, vr, b_i, b_s)["mrr@10"],
                      "hybrid": metrics_for(vq, vr, h_i, h_s)["mrr@10"]}
         best_mode = max(val_modes, key=val_modes.get)
-        write_json(hybrid_path, {"alpha": alpha, "norm": norm, "best_mode": best_mode, "validation_mrr@10": val_modes,
-                                 "checkpoint": ckpt_name, "grid": {f"{k[0]} {k[1]}": v for k, v in grid.items()}})
+        write_json(hybrid_path, {"w_dense": w_dense, "w_sem": w_sem, "best_mode": best_mode,
+                                 "validation_mrr@10": val_modes, "checkpoint": ckpt_name,
+                                 "grid": {f"{k[0]} {k[1]}": v for k, v in grid.items()}})
         print(f"validation MRR@10: dense {val_modes['dense']:.4f}, bm25 {val_modes['bm25']:.4f}, hybrid "
-              f"{val_modes['hybrid']:.4f} ({norm}, alpha {alpha}); s09's default mode: {best_mode}")
+              f"{val_modes['hybrid']:.4f} (weights dense {w_dense}, semantic {w_sem}); s09's default mode: {best_mode}")
+    weights = {"dense": w_dense, "sem": w_sem, "bm25": round(1 - w_dense - w_sem, 2)}
 
     # ---- the split
     qids, texts, rel, _ = ev.split(args.split)
@@ -125,8 +128,8 @@ def main():
         systems[f"{ckpt_name} two-tower"] = ev.dense(ckpt_name, qids)
     d_i, d_s, dense_how = ev.dense(ckpt_name, qids)
     b_i, b_s, _ = systems["BM25 (bm25s, stemmed)"]
-    h_i, h_s = retrieval.fuse(d_i, d_s, b_i, b_s, alpha, DEPTH, norm)
-    systems[f"hybrid ({ckpt_name.split('_')[0]} + BM25, {norm}, alpha {alpha})"] = (h_i, h_s, dense_how + "+bm25")
+    h_i, h_s = hybrid_run(ev.hybrid_features(ckpt_name, qids, texts, d_i), w_dense, w_sem)
+    systems[f"hybrid ({ckpt_name.split('_')[0]} + BM25)"] = (h_i, h_s, dense_how + "+bm25")
 
     rows, curves = [], {}
     for name, (ids, sc, how) in systems.items():
@@ -138,7 +141,7 @@ def main():
     index_recall = float(np.mean([len(set(a[:10]) & set(b[:10])) / 10 for a, b in zip(d_i, ex_i)])) if dense_how == "chroma" else None
 
     result = {"split": args.split, "queries": int(len(qids)), "pool": int(len(corpus.ptok)), "full_pool": rows,
-              "hybrid_alpha": alpha, "hybrid_norm": norm, "validation_mrr@10": val_modes, "checkpoint": ckpt_name,
+              "hybrid_weights": weights, "validation_mrr@10": val_modes, "checkpoint": ckpt_name,
               "index_recall_at_10": index_recall, "data_dir": str(eval_dir), "seconds": None}
 
     # ---- rerank-own-candidates setting, where queries have several candidates
@@ -150,8 +153,8 @@ def main():
                  if ev.model(n) is not None]:
             ids, sc = ev.rerank_scores(kind, rt, rq, rc, ck)
             rer.append({"system": label, **metrics_for(rq, rr, ids, sc)})
-        ids, sc = ev.rerank_scores("hybrid", rt, rq, rc, ckpt_name, alpha=alpha)
-        rer.append({"system": f"hybrid (alpha {alpha})", **metrics_for(rq, rr, ids, sc)})
+        ids, sc = ev.rerank_scores("hybrid", rt, rq, rc, ckpt_name, weights=(w_dense, w_sem))
+        rer.append({"system": "hybrid", **metrics_for(rq, rr, ids, sc)})
         result["rerank"] = rer
         result["rerank_queries"] = int(len(rq))
 

@@ -49,6 +49,13 @@ class BM25Index:
             out_s[has] = scores
         return self.ids[out_i], out_s
 
+    def rows(self, ids) -> np.ndarray:
+        """Row of each passage id in this index (the order of scores())."""
+        if not hasattr(self, "_index"):
+            from .corpus import IdIndex
+            self._index = IdIndex(self.ids)
+        return self._index.rows(ids)
+
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every pool passage for one query (row order = self.ids)."""
         t = self.tokens([query])[0]

@@ -1,10 +1,13 @@
 """Retrieval systems compared in s10 and offered by s09: dense (a checkpoint through its ChromaDB
 collection, or exact search when it has none), BM25, the untrained GloVe average, and hybrid.
 
-Hybrid fuses a dense and a BM25 ranking: each system's top-`depth` scores are normalised per query
-(min-max or z-score; a passage missing from one list gets that list's lowest score), then
-    score = alpha * dense + (1 - alpha) * bm25,
-with the normalisation and alpha tuned on the validation split by s10 (data/reports/hybrid.json).
+Hybrid: the candidates are the union of the dense top-`depth` (from the index) and the BM25
+top-`depth`; each gets three exact scores, z-normalised over the candidates of its query:
+    score = w_dense * z(cosine) + w_sem * z(semantic-part cosine) + (1 - w_dense - w_sem) * z(bm25)
+The semantic part is the first out_dim dimensions of our vectors (GloVe through the learned head),
+without the lexical sketch: BM25 already knows which words match, so what it gains most from is
+a signal it lacks. The weights are tuned on the validation split by s10 (data/reports/hybrid.json).
+`fuse` (min-max or z-score of two ranked lists) is the simpler fusion, kept for comparison.
 """
 from __future__ import annotations
 
@@ -103,3 +106,35 @@ def rerank_candidates(score_fn, cand_lists: list[list[int]]):
 
 def encode_pool(model, corpus, device, progress=None):
     return encode_rows(model, corpus.ptok, np.arange(len(corpus.ptok)), "passage", device, progress=progress)
+
+
+def _z(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    sd = x.std()
+    return (x - x.mean()) / (sd if sd > 1e-12 else 1.0)
+
+
+def hybrid_features(qv: np.ndarray, d_ids, bm25, text: str, vectors_for, out_dim: int, depth: int = 100):
+    """Candidates of one query and their (cosine, semantic cosine, bm25) scores.
+    vectors_for(ids) -> the candidates' stored vectors."""
+    all_bm = bm25.scores(text)
+    k = min(depth, len(all_bm))
+    top = np.argpartition(-all_bm, k - 1)[:k] if k < len(all_bm) else np.arange(len(all_bm))
+    b_ids = bm25.ids[top[all_bm[top] > 0]]
+    cand = np.array(list(dict.fromkeys([int(x) for x in d_ids] + [int(x) for x in b_ids])), dtype=np.int64)
+    if len(cand) == 0:
+        return cand, np.zeros((0, 3))
+    V = vectors_for(cand)
+    dense = V @ qv
+    sem = V[:, :out_dim] @ qv[:out_dim]
+    bm = all_bm[bm25.rows(cand)]
+    return cand, np.stack([dense, sem, bm], axis=1)
+
+
+def hybrid_rank(cand: np.ndarray, feats: np.ndarray, w_dense: float, w_sem: float, k: int):
+    if len(cand) == 0:
+        return cand, np.zeros(0)
+    w = np.array([w_dense, w_sem, 1.0 - w_dense - w_sem])
+    score = np.stack([_z(feats[:, j]) for j in range(3)], axis=1) @ w
+    order = np.argsort(-score, kind="stable")[:k]
+    return cand[order], score[order]

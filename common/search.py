@@ -14,7 +14,7 @@ from .text import normalize
 
 MAX_QUERY_CHARS = 2000
 MODES = ("dense", "bm25", "hybrid")
-DEFAULT_ALPHA = 0.3   # dense weight in hybrid until s10 tunes it on validation
+DEFAULT_WEIGHTS = (0.0, 0.35)  # hybrid's (cosine, semantic-part) weights until s10 tunes them
 FUSION_DEPTH = 100    # each system's candidates that hybrid fuses  # a query longer than this is cut (100 KB of text is not a question)
 
 
@@ -32,7 +32,7 @@ class Hit:
 
 class Searcher:
     def __init__(self, data_dir: Path, device="cpu", chroma_host=None, chroma_port=8000, warm_up=True,
-                 mode: str | None = "dense", alpha: float | None = None):
+                 mode: str | None = "dense", weights: tuple | None = None):
         import torch
         self.bm25 = None
         self.data_dir = Path(data_dir)
@@ -62,7 +62,7 @@ class Searcher:
             self._warm.start()
         elif warm_up:
             self._warm_up()
-        self.set_mode(mode, alpha)
+        self.set_mode(mode, weights)
 
     def _lookup(self, ids):
         if self._texts is None:
@@ -87,19 +87,26 @@ class Searcher:
         except Exception:
             pass  # a real query will report the problem
 
-    def set_mode(self, mode: str | None, alpha: float | None = None):
+    def set_mode(self, mode: str | None, weights: tuple | None = None):
         """dense | bm25 | hybrid; None: whichever won on validation in s10 (hybrid if s10 never ran)."""
         from .evaluation import load_hybrid
         tuned = load_hybrid(self.data_dir) or {}
         self.mode = mode or tuned.get("best_mode", "hybrid")
         if self.mode not in MODES:
             raise StageError(f"unknown mode {self.mode!r}: use one of {', '.join(MODES)}")
-        self.alpha = alpha if alpha is not None else tuned.get("alpha", DEFAULT_ALPHA)
-        self.norm = tuned.get("norm", "minmax")
+        self.weights = weights or (tuned.get("w_dense", DEFAULT_WEIGHTS[0]), tuned.get("w_sem", DEFAULT_WEIGHTS[1]))
         if self.mode != "dense" and self.bm25 is None:
             from . import bm25
             self.bm25 = bm25.load_or_build(self.data_dir)
         return self.mode
+
+    def _vectors_for(self, ids) -> np.ndarray:
+        """The candidates' vectors as stored in the index."""
+        got = self.col.get(ids=[str(int(i)) for i in ids], include=["embeddings"])
+        m = {k: v for k, v in zip(got["ids"], got["embeddings"])}
+        dim = self.active["dim"]
+        return np.stack([np.asarray(m[str(int(i))], dtype=np.float32) if str(int(i)) in m
+                         else np.zeros(dim, np.float32) for i in ids]) if len(ids) else np.zeros((0, dim), np.float32)
 
     def _texts_for(self, ids):
         if self.active.get("store_text", False):
@@ -122,21 +129,21 @@ class Searcher:
             ids, scores = ids[0], scores[0]
             texts = docs[0] if docs else self._lookup(ids)
             return [Hit(r + 1, s, p, t) for r, (p, s, t) in enumerate(zip(ids, scores, texts))]
-        from .retrieval import fuse
         depth = max(k, FUSION_DEPTH)
-        b_ids, b_sc = self.bm25.search([text], depth)
         if self.mode == "bm25":
             if not self.bm25.tokens([text])[0]:
                 raise QueryError("none of the query's words are in the vocabulary: try other words")
-            ids, scores = b_ids[0][:k].tolist(), b_sc[0][:k].tolist()
+            b_ids, b_sc = self.bm25.search([text], k)
+            ids, scores = b_ids[0].tolist(), b_sc[0].tolist()
         else:
+            from .retrieval import hybrid_features, hybrid_rank
+            d_ids = []
             if dense_ok:
-                d_ids, d_sc, _ = vector_store.search(self.col, v, depth, with_docs=False, total=self.active.get("total"))
-                d_ids, d_sc = np.array(d_ids), np.array(d_sc, dtype=np.float32)
-            else:  # no word the model knows: BM25 alone
-                d_ids, d_sc = np.zeros((1, 0), np.int64), np.zeros((1, 0), np.float32)
-            f_ids, f_sc = fuse(d_ids, d_sc, b_ids, b_sc, self.alpha if dense_ok else 0.0, k, self.norm)
-            keep = np.isfinite(f_sc[0])
-            ids, scores = f_ids[0][keep].tolist(), f_sc[0][keep].tolist()
+                d_ids = vector_store.search(self.col, v, depth, with_docs=False, total=self.active.get("total"))[0][0]
+            cand, feats = hybrid_features(v[0], d_ids, self.bm25, text, self._vectors_for,
+                                          self.model.config["out_dim"], depth)
+            w = self.weights if dense_ok else (0.0, 0.0)  # no word the model knows: BM25 alone
+            ids, scores = hybrid_rank(cand, feats, w[0], w[1], k)
+            ids, scores = ids.tolist(), scores.tolist()
         texts = self._texts_for(ids)
         return [Hit(r + 1, float(s), int(p), t) for r, (p, s, t) in enumerate(zip(ids, scores, texts))]

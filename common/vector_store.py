@@ -347,11 +347,13 @@ class ShardedIndex:
         return out
 
     def get(self, ids, include: list):
-        got = {"ids": [], "documents": []}
+        got = {"ids": [], "documents": [], "embeddings": []}
         for c in self.cols:
             r = c.get(ids=list(ids), include=include)
             got["ids"] += r["ids"]
-            got["documents"] += r.get("documents") or [None] * len(r["ids"])
+            for key in ("documents", "embeddings"):
+                vals = r.get(key)
+                got[key] += list(vals) if vals is not None else [None] * len(r["ids"])
         return got
 
 
