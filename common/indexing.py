@@ -49,6 +49,7 @@ def index_checkpoint(data_dir: Path, ckpt_path: Path, c, device, encode_batch: i
         return dict(state, checkpoint=str(Path(ckpt_path).name), stage=ckpt.get("stage"))
     if host:
         raise StageError("--shards > 1 is for the embedded store; a Chroma server indexes in one collection")
+    name = f"{name}-x{shards}"  # its own progress file: never confused with a one-collection build
     del model
     pp = vector_store.progress_path(d, name)
     st = vector_store.read_json(pp) if pp.exists() else {}
