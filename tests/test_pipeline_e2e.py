@@ -102,3 +102,22 @@ def test_missing_input_names_the_script_to_run(tmp_path):
     r = run("s04_train_tower.py", tmp_path, check=False)
     assert r.returncode == 2
     assert "run s02_tkn_ms_marco.py first" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_sharded_index_answers_like_one_collection(pipeline):
+    """s08 --shards 2: two HNSW graphs built by two processes, queried as one (merged top-k)."""
+    import json
+    data, _ = pipeline
+    from common.search import Searcher
+    before = Searcher(data, mode="dense")
+    q = [r for r in pq.read_table(data / "queries.parquet").to_pylist() if r["split"] == "test"][:10]
+    ref = [[h.passage_id for h in before.search(r["query"], 5)] for r in q]
+    r = run("s08_reencode_all.py", data, "--shards", "2")
+    active = json.loads((data / "active_index.json").read_text())
+    assert active["shards"] == 2 and active["total"] == pq.ParquetFile(data / "passages.parquet").metadata.num_rows
+    s = Searcher(data, mode="dense")
+    assert s.col.count() == active["total"]
+    got = [[h.passage_id for h in s.search(r["query"], 5)] for r in q]
+    overlap = sum(len(set(a) & set(b)) for a, b in zip(ref, got)) / (5 * len(q))
+    assert overlap >= 0.9, overlap
+    assert all(h.text for h in s.search(q[0]["query"], 3))
