@@ -15,7 +15,7 @@ from .text import normalize
 MAX_QUERY_CHARS = 2000
 MODES = ("dense", "bm25", "hybrid")
 DEFAULT_WEIGHTS = (0.0, 0.35)  # hybrid's (cosine, semantic-part) weights until s10 tunes them
-FUSION_DEPTH = 100    # each system's candidates that hybrid fuses  # a query longer than this is cut (100 KB of text is not a question)
+FUSION_DEPTH = 200    # each system's candidates that hybrid fuses (chosen on validation in s10)
 
 
 class QueryError(ValueError):
