@@ -26,9 +26,15 @@ def normalize(text) -> str:
         text = str(text)
     if text.isascii():
         return _CTRL_RE.sub(" ", text) if not text.isprintable() else text
-    text = ftfy.fix_text(text[:_MAX_CHARS * 2])
-    text = unicodedata.normalize("NFKC", text)
-    return _CTRL_RE.sub(" ", text)
+    text = text[:_MAX_CHARS * 2]
+    # Repeat until nothing changes (at most 5 rounds): one round can uncover more damage, and
+    # normalize(normalize(x)) must equal normalize(x) so that every path tokenises alike.
+    for _ in range(5):
+        fixed = _CTRL_RE.sub(" ", unicodedata.normalize("NFKC", ftfy.fix_text(text)))
+        if fixed == text:
+            break
+        text = fixed
+    return text
 
 
 def tokenize(text, max_chars: int = _MAX_CHARS) -> list[str]:
