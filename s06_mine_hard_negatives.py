@@ -69,7 +69,6 @@ def main():
     out = d / "hard_negatives.parquet"
     with atomic_path(out) as tmp:
         pq.write_table(table, tmp)
-    from common.artifacts import require
     write_manifest(out, "s06_mine_hard_negatives.py", {k: str(v) for k, v in vars(args).items()},
                    inputs={"vocab": corpus.vocab_manifest, "model": ckpt["fingerprint"]}, stats=stats)
     print(f"{stats['queries']:,} queries got negatives; {stats['dropped_as_possible_false_negative']:,} "

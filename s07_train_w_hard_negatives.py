@@ -12,7 +12,6 @@ import shutil
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 
 from common import cli, tracking
 from common.artifacts import atomic_path, require, run_main, write_manifest

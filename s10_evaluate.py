@@ -23,8 +23,7 @@ import numpy as np
 from common import cli, tracking, vector_store
 from common.artifacts import StageError, require, run_main, write_json, write_manifest
 from common.corpus import load_corpus
-from common.evaluation import DEPTH, Evaluator, hybrid_run, metrics_for, recall_curve, tune_hybrid, write_reports
-from common import retrieval
+from common.evaluation import Evaluator, hybrid_run, metrics_for, recall_curve, tune_hybrid, write_reports
 
 KS = [1, 2, 3, 5, 10, 20, 30, 50, 100]
 
@@ -72,7 +71,6 @@ def main():
     cli.add_device(p)
     cli.add_wandb(p)
     args = p.parse_args()
-    from common.encode import load_model
     t = cli.Timer()
     device = cli.setup_torch(args)
     main_dir = args.data_dir

@@ -90,7 +90,7 @@ def main():
             print(f"{label:34s} {times[label]:6.1f} s", flush=True)
     got = figures(args.data_dir)
     rec = json.loads(RECORDED.read_text())["figures"] if RECORDED.exists() else {}
-    print(f"\n| figure | got | recorded | diff |\n|---|---:|---:|---:|")
+    print("\n| figure | got | recorded | diff |\n|---|---:|---:|---:|")
     bad = 0
     for k, v in got.items():
         r = rec.get(k)

@@ -74,6 +74,3 @@ def encode_texts(model: TwoTowerModel, vocab, texts: list[str], device, which: s
         v = enc(torch.from_numpy(mat).to(device), torch.from_numpy(lens).to(device))
     return v.float().cpu().numpy(), known
 
-
-def checkpoint_manifest(path: Path) -> dict:
-    return require(path)

@@ -12,7 +12,6 @@ from . import retrieval, vector_store
 from .artifacts import atomic_path, write_json
 from .encode import encode_rows, load_model
 from .metrics import REPORTED, evaluate, ranked_to_run
-from .vocab import TokenTable
 
 DEPTH = 200  # candidates from each of dense and BM25 (200 beat 100 and 50 on validation)
 ALPHAS = [round(a, 2) for a in np.arange(0.0, 1.0001, 0.05)]
@@ -69,19 +68,13 @@ class Evaluator:
         if col is not None:
             ids, sc = retrieval.dense_chroma(col, qv, k)
             return ids, sc, "chroma"
-        key = ("pool", ckpt_name)
-        if key not in self._models:
-            self._models[key] = retrieval.encode_pool(model, self.corpus, self.device)
-        ids, sc = retrieval.dense_exact(self._models[key], self.corpus.ptok.ids, qv, k, self.device)
+        ids, sc = retrieval.dense_exact(self.pool_vectors(ckpt_name), self.corpus.ptok.ids, qv, k, self.device)
         return ids, sc, "exact"
 
     def dense_exact(self, ckpt_name: str, qids: np.ndarray, k: int = DEPTH):
         model, _ = self.model(ckpt_name)
         qv = encode_rows(model, self.corpus.qtok, self.corpus.qidx.rows(qids), "query", self.device, max_len=64)
-        key = ("pool", ckpt_name)
-        if key not in self._models:
-            self._models[key] = retrieval.encode_pool(model, self.corpus, self.device)
-        return retrieval.dense_exact(self._models[key], self.corpus.ptok.ids, qv, k, self.device)
+        return retrieval.dense_exact(self.pool_vectors(ckpt_name), self.corpus.ptok.ids, qv, k, self.device)
 
     def glove(self, qids: np.ndarray, k: int = DEPTH):
         key = ("glove",)
@@ -142,15 +135,7 @@ class Evaluator:
                 for n in range(len(qids))]
 
     def _bm25_for(self, text, cands):
-        all_s = self.bm25.scores(text)
-        rows = self._bm25_rows(cands)
-        return all_s[rows]
-
-    def _bm25_rows(self, cands):
-        if not hasattr(self, "_bm25_index"):
-            from .corpus import IdIndex
-            self._bm25_index = IdIndex(self.bm25.ids)
-        return self._bm25_index.rows(cands)
+        return self.bm25.scores(text)[self.bm25.rows(cands)]
 
 
 def metrics_for(qids, rel, ids, scores) -> dict:

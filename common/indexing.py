@@ -32,12 +32,10 @@ def index_checkpoint(data_dir: Path, ckpt_path: Path, c, device, encode_batch: i
     vocab, vm = load_vocab(d)
     ptm = require(d / "passages_tok.parquet")
     check_lineage(ptm, "vocab", vm, "s02_tkn_ms_marco.py")
-    model, ckpt = load_model(ckpt_path, vocab.fingerprint, device)
-    # a checkpoint without a manifest comes from a run that was killed before it finished
-    require(ckpt_path)
+    model, ckpt = load_model(ckpt_path, vocab.fingerprint, device)  # refuses an unfinished checkpoint
     from .passage_store import build as build_text_store
     build_text_store(d)  # what s09 shows: text looked up by id, memory-mapped
-    total = require(d / "passages_tok.parquet") and _count(d / "passages_tok.parquet")
+    total = _count(d / "passages_tok.parquet")
     name = vector_store.collection_name(ckpt["fingerprint"], hnsw)
     meta = {"model_fingerprint": ckpt["fingerprint"], "vocab_fingerprint": vocab.fingerprint,
             "passages_tok": ptm["fingerprint"], "dim": model.dim, "store_text": store_text}

@@ -271,19 +271,6 @@ def combine(out_queries: Path, out_passages: Path, rows_by_split, batch_rows: in
     return {"counts": dict(counts), "queries_per_split": dict(per_split)}
 
 
-# ---------------------------------------------------------------- readers for later stages
-def read_queries(path, columns=None):
-    return pq.read_table(path, columns=columns)
-
-
-def read_passages(path, columns=None):
-    return pq.read_table(path, columns=columns)
-
-
-def count_rows(path) -> int:
-    return pq.ParquetFile(path).metadata.num_rows
-
-
 def source_rows_estimate(source: str | None, config: str) -> int | None:
     if not source:
         return None

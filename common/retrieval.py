@@ -7,7 +7,6 @@ top-`depth`; each gets three exact scores, z-normalised over the candidates of i
 The semantic part is the first out_dim dimensions of our vectors (GloVe through the learned head),
 without the lexical sketch: BM25 already knows which words match, so what it gains most from is
 a signal it lacks. The weights are tuned on the validation split by s10 (data/reports/hybrid.json).
-`fuse` (min-max or z-score of two ranked lists) is the simpler fusion, kept for comparison.
 """
 from __future__ import annotations
 
@@ -53,44 +52,6 @@ def glove_average(emb: np.ndarray, table, rows: np.ndarray) -> np.ndarray:
             out[n] = emb[toks].mean(0)
     norm = np.linalg.norm(out, axis=1, keepdims=True)
     return out / np.maximum(norm, 1e-9)
-
-
-def _minmax(s: np.ndarray) -> np.ndarray:
-    s = np.where(np.isfinite(s), s, np.nan)
-    lo, hi = np.nanmin(s), np.nanmax(s)
-    if not np.isfinite(lo) or hi - lo < 1e-12:
-        return np.zeros_like(s, dtype=np.float64)
-    return np.nan_to_num((s - lo) / (hi - lo), nan=0.0)
-
-
-def _zscore(s: np.ndarray) -> np.ndarray:
-    s = np.where(np.isfinite(s), s, np.nan)
-    if np.all(np.isnan(s)):
-        return np.zeros_like(s, dtype=np.float64)
-    sd = np.nanstd(s)
-    return np.nan_to_num((s - np.nanmean(s)) / (sd if sd > 1e-12 else 1.0), nan=0.0)
-
-
-NORMS = {"minmax": _minmax, "zscore": _zscore}
-
-
-def fuse(d_ids, d_sc, b_ids, b_sc, alpha: float, k: int, norm: str = "minmax"):
-    """Hybrid ranking for each query; returns (ids, scores) arrays of width k."""
-    out_i, out_s = [], []
-    f = NORMS[norm]
-    for di, ds, bi, bs in zip(d_ids, d_sc, b_ids, b_sc):
-        dn, bn = f(np.asarray(ds, dtype=np.float64)), f(np.asarray(bs, dtype=np.float64))
-        dmap = {int(p): v for p, v in zip(di, dn) if True}
-        bmap = {}
-        for p, v in zip(bi, bn):
-            bmap.setdefault(int(p), v)
-        dmin = min(dmap.values()) if dmap else 0.0
-        bmin = min(bmap.values()) if bmap else 0.0
-        cand = set(dmap) | set(bmap)
-        scored = sorted(((alpha * dmap.get(p, dmin) + (1 - alpha) * bmap.get(p, bmin), p) for p in cand), reverse=True)[:k]
-        out_i.append([p for _, p in scored])
-        out_s.append([s for s, _ in scored])
-    return _pad(out_i, out_s, k)
 
 
 def rerank_candidates(score_fn, cand_lists: list[list[int]]):

@@ -9,7 +9,6 @@ import hashlib
 import multiprocessing as mp
 import pickle
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -207,9 +206,6 @@ class TokenTable:
         empty = lens == 0
         out[empty, 0] = UNK
         return out, np.maximum(lens, 1)
-
-    def row_index(self) -> dict:
-        return {int(k): i for i, k in enumerate(self.ids)}
 
 
 def iter_parquet_column(path, column: str, batch_rows: int):

@@ -8,11 +8,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import ROOT
 from test_robustness_common import copy_data, run
 
 CHROMA = Path(sys.executable).parent / "chroma"

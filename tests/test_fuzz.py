@@ -2,7 +2,6 @@
 malformed input, and every problem they meet is counted."""
 import collections
 
-import numpy as np
 import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

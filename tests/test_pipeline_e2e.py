@@ -112,7 +112,7 @@ def test_sharded_index_answers_like_one_collection(pipeline):
     before = Searcher(data, mode="dense")
     q = [r for r in pq.read_table(data / "queries.parquet").to_pylist() if r["split"] == "test"][:10]
     ref = [[h.passage_id for h in before.search(r["query"], 5)] for r in q]
-    r = run("s08_reencode_all.py", data, "--shards", "2")
+    run("s08_reencode_all.py", data, "--shards", "2")
     active = json.loads((data / "active_index.json").read_text())
     assert active["shards"] == 2 and active["total"] == pq.ParquetFile(data / "passages.parquet").metadata.num_rows
     s = Searcher(data, mode="dense")

@@ -1,10 +1,8 @@
 """Killed stages (SIGKILL part-way), stale inputs, two processes on one embedded Chroma store,
 and odd queries to s09: nothing is lost, and every failure says what to do in one line."""
 import json
-import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pyarrow.parquet as pq

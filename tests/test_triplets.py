@@ -1,7 +1,5 @@
 import collections
 
-import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from common import msmarco
