@@ -1,8 +1,11 @@
 """Stage 5: encode every unique passage (all splits) with the s04 model into ChromaDB.
 
-Collection `passages-<model fingerprint>` in data/chroma (or a Chroma server with --chroma-host),
-cosine space, ids = passage ids, documents = passage text. Killed part-way, a re-run resumes.
-When complete it becomes the collection s09 queries (data/active_index.json).
+Collection `passages-<model fingerprint>-<settings hash>` in data/chroma (data/chroma-shard-i when
+the build is sharded, or a Chroma server with --chroma-host), cosine space, ids = passage ids.
+Chroma indexes a short version of each vector (--index-dim, common/dense_index.py); the full
+vectors go to data/indexes/<name>.vectors.npy and rescore Chroma's top --depth at query time.
+Killed part-way, a re-run resumes. When complete it becomes the index s09 queries
+(data/active_index.json).
 
     python s05_encode_docs_to_chromadb.py
     # -> wrote collection passages-... (18,531 passages), now active
@@ -33,7 +36,7 @@ def main():
     state = index_checkpoint(args.data_dir, args.data_dir / args.checkpoint, c, device,
                              encode_batch=args.encode_batch, write_batch=args.write_batch,
                              store_text=args.store_text, shards=args.shards, host=args.chroma_host,
-                             hnsw=vector_store.hnsw_from_args(args))
+                             hnsw=vector_store.hnsw_from_args(args), index_dim=args.index_dim, depth=args.depth)
     extra = {"chroma_host": args.chroma_host, "chroma_port": args.chroma_port}
     if not args.no_activate:
         vector_store.activate(args.data_dir, state, extra)

@@ -59,7 +59,7 @@ def main():
     pos_scores = (qv * pv).sum(1)
     ranked_ids, ranked_sc = [], []
     for s in tqdm(range(0, len(qids), args.query_batch), desc="s06 search", unit="batch", mininterval=1):
-        ids, sc, _ = vector_store.search(col, qv[s:s + args.query_batch], args.depth, with_docs=False)
+        ids, sc = col.search(qv[s:s + args.query_batch], args.depth)
         ranked_ids += ids
         ranked_sc += sc
     table, stats = mine(qids, pos, cand, ranked_ids, ranked_sc, pos_scores, args.skip, args.depth,

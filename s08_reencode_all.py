@@ -36,7 +36,7 @@ def main():
     state = index_checkpoint(args.data_dir, args.data_dir / args.checkpoint, c, device,
                              encode_batch=args.encode_batch, write_batch=args.write_batch,
                              store_text=args.store_text, shards=args.shards, host=args.chroma_host,
-                             hnsw=vector_store.hnsw_from_args(args))
+                             hnsw=vector_store.hnsw_from_args(args), index_dim=args.index_dim, depth=args.depth)
     vector_store.activate(args.data_dir, state, {"chroma_host": args.chroma_host, "chroma_port": args.chroma_port,
                                                  "winner": bm["settings"].get("winner")})
     if old and old["name"] != state["name"]:

@@ -41,11 +41,10 @@ def main():
     p.add_argument("--width", type=int, default=200, help="characters of passage text to show")
     p.add_argument("--mode", default=None, choices=["dense", "bm25", "hybrid"],
                    help="default: whichever won on validation in s10 (data/reports/hybrid.json); hybrid if s10 has not run")
-    p.add_argument("--device", default="cpu", help="cpu is fastest for one query at a time")
+    p.add_argument("--device", default="cpu",
+                   help="cpu is fastest for one query at a time (and needs no torch: the avg query tower runs in numpy)")
     vector_store.add_args(p)
     args = p.parse_args()
-    import torch
-    torch.set_num_threads(1)
     t = cli.Timer()
     s = Searcher(args.data_dir, args.device, args.chroma_host, args.chroma_port, mode=args.mode,
                  warm_up=True if args.query is not None else "background")
@@ -54,17 +53,20 @@ def main():
         sys.exit(0 if ok else 1)
     print(f"index {s.active['name']} ({s.active['total']:,} passages, model {s.active['checkpoint']}); "
           f"mode {s.mode}" + (f" (weights {s.weights})" if s.mode == "hybrid" else "") + f"; ready in {t.s:.1f} s. Type a question; `exit` or Ctrl-D to leave.")
-    while True:
-        try:
-            q = input("query> ")
-        except (EOFError, KeyboardInterrupt):
-            print()
-            break
-        if q.strip().lower() in ("exit", "quit", ":q"):
-            break
-        if not q.strip():
-            continue
-        answer(s, q, args.k, args.width)
+    try:
+        while True:
+            try:
+                q = input("query> ")
+            except (EOFError, KeyboardInterrupt):
+                print()
+                break
+            if q.strip().lower() in ("exit", "quit", ":q"):
+                break
+            if not q.strip():
+                continue
+            answer(s, q, args.k, args.width)
+    finally:
+        s.close()
     print("bye")
 
 

@@ -1,11 +1,13 @@
 """s09's per-query latency, measured the way s09 answers a query: common.search.Searcher(data_dir,
-mode=...).search(q, 10) on the CPU with one torch thread, over test-split queries.
+mode=...).search(q, 10) on the CPU (numpy query encoder, or torch with one thread for a GRU model),
+over test-split queries.
 
     python bench/latency.py --data-dir /tmp/msmarco-bench/run_2000/data --queries 200 --modes dense,hybrid
 
 Prints one JSON object: per mode, the Searcher's start-up seconds, the median / p95 / mean / max
 milliseconds of .search(q, 10) end to end, and (dense) a breakdown of the same queries into
-encode (tokenise + model) and the Chroma query with documents. Called by run_bench.py.
+encode (tokenise + model) and the index search (Chroma + rescoring with the full vectors), and the
+index's recall@10 against exact search over all the full vectors. Called by run_bench.py.
 """
 from __future__ import annotations
 
@@ -31,6 +33,27 @@ def summary(ms):
             "mean_ms": statistics.fmean(ms), "max_ms": max(ms)}
 
 
+def index_recall(s, texts, k: int) -> float:
+    """Top-k overlap of the index's answers (Chroma + rescoring) with exact search over every full
+    vector, the vectors the index itself stores (float16), in chunks so memory stays small."""
+    import numpy as np
+    q, _ = s.encode([s.check_query(t) for t in texts])
+    got = s.index.search(q, k)[0]
+    full = s.index.full
+    best_s = np.full((len(q), k), -np.inf, np.float32)
+    best_r = np.zeros((len(q), k), np.int64)
+    for lo in range(0, full.vecs.shape[0], 100_000):
+        sc = q @ np.asarray(full.vecs[lo:lo + 100_000], np.float32).T
+        cat_s = np.concatenate([best_s, sc], 1)
+        cat_r = np.concatenate([best_r, np.arange(lo, lo + sc.shape[1])[None, :].repeat(len(q), 0)], 1)
+        top = np.argpartition(-cat_s, k - 1, axis=1)[:, :k]
+        best_s, best_r = np.take_along_axis(cat_s, top, 1), np.take_along_axis(cat_r, top, 1)
+    row_ids = np.empty(len(full.order), np.int64)
+    row_ids[np.asarray(full.order)] = np.asarray(full.sorted_ids)
+    exact = row_ids[best_r]
+    return float(np.mean([len(set(a) & set(b.tolist())) / k for a, b in zip(got, exact)]))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", type=Path, required=True)
@@ -41,9 +64,6 @@ def main():
 
     from common import cli  # noqa: F401  (environment settings for chromadb)
     import pyarrow.parquet as pq
-    import torch
-    torch.set_num_threads(1)  # as s09 does
-    from common import vector_store
     from common.search import Searcher
 
     q = pq.read_table(args.data_dir / "queries.parquet", columns=["split", "query"]).to_pydict()
@@ -60,20 +80,21 @@ def main():
             t1 = time.perf_counter()
             s.search(t, args.k)
             ms.append((time.perf_counter() - t1) * 1000)
-        r = {"searcher_init_s": start_s, "search": summary(ms)}
-        if mode == "dense":  # where the time goes: encode vs the Chroma query
+        r = {"searcher_init_s": start_s, "search": summary(ms), "encoder": s.encoder}
+        if mode == "dense":  # where the time goes: encode vs the index search (Chroma + rescoring)
             enc, chroma = [], []
-            with_docs = s.active.get("store_text", True)
             for t in texts[WARMUP:]:
                 t1 = time.perf_counter()
                 v, _ = s.encode([s.check_query(t)])
                 t2 = time.perf_counter()
-                vector_store.search(s.col, v, args.k, with_docs=with_docs)
+                s.index.search(v, args.k)
                 t3 = time.perf_counter()
                 enc.append((t2 - t1) * 1000)
                 chroma.append((t3 - t2) * 1000)
             r["encode"] = summary(enc)
             r["chroma_query"] = summary(chroma)
+            if s.index.full is not None:
+                r["index_recall_at_10"] = index_recall(s, texts[WARMUP:], args.k)
         out[mode] = r
         del s
     print(json.dumps(out))

@@ -37,12 +37,13 @@ class BM25Index:
         out_i = np.zeros((len(queries), k), dtype=np.int64)
         out_s = np.zeros((len(queries), k), dtype=np.float32)
         has = [i for i, t in enumerate(toks) if t]
-        if 0 < len(has) <= 4:  # a few queries (s09): scoring the pool and partitioning is ~30x faster
+        if 0 < len(has) <= 4:  # a few queries (s09): their posting lists are ~30x faster than retrieve()
             for i in has:
-                s = self.retriever.get_scores(toks[i])
-                top = np.argpartition(-s, k - 1)[:k] if k < len(s) else np.arange(len(s))
-                top = top[np.argsort(-s[top], kind="stable")]
-                out_i[i], out_s[i] = top, s[top]
+                rows, sc = self._hits(toks[i])
+                kk = min(k, len(rows))
+                top = np.argpartition(-sc, kk - 1)[:kk] if kk < len(rows) else np.arange(len(rows))
+                top = top[np.argsort(-sc[top], kind="stable")]
+                out_i[i, :kk], out_s[i, :kk] = rows[top], sc[top]
         elif has:
             docs, scores = self.retriever.retrieve([toks[i] for i in has], k=k, show_progress=False, n_threads=1)
             out_i[has] = docs
@@ -55,6 +56,26 @@ class BM25Index:
             from .corpus import IdIndex
             self._index = IdIndex(self.ids)
         return self._index.rows(ids)
+
+    def hits(self, query: str) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, scores) of the passages that contain a query term, rows ascending: the same scores
+        as scores(), from the terms' posting lists, without a score for every passage of the pool."""
+        return self._hits(self.tokens([query])[0])
+
+    def _hits(self, toks: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        if not toks:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        tid = np.asarray(self.retriever.get_tokens_ids(toks), dtype=np.int64)
+        sc = self.retriever.scores
+        indptr, indices, data = sc["indptr"], sc["indices"], sc["data"]
+        if int((indptr[tid + 1] - indptr[tid]).sum()) > len(self.ids) // 8:  # common terms: dense is cheaper
+            s = self.retriever.get_scores(toks)
+            rows = np.flatnonzero(s)
+            return rows, s[rows].astype(np.float32)
+        rows = np.concatenate([indices[indptr[t]:indptr[t + 1]] for t in tid]).astype(np.int64)
+        vals = np.concatenate([data[indptr[t]:indptr[t + 1]] for t in tid])
+        u, inv = np.unique(rows, return_inverse=True)  # a term twice in the query counts twice, as in bm25s
+        return u, np.bincount(inv, weights=vals, minlength=len(u)).astype(np.float32)
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every pool passage for one query (row order = self.ids)."""

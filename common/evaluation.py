@@ -230,10 +230,7 @@ def markdown(result: dict) -> str:
         lines.append(f"\nhybrid = {w['dense']} z(cosine) + {w['sem']} z(semantic-part cosine) + {w['bm25']} z(BM25) "
                      f"over the union of both top-{DEPTH}s; weights tuned on validation MRR@10.\n")
     if result.get("index_recall_at_10") is not None:
-        lines.append(f"\nChroma HNSW recall@10 against exact search (active model): {result['index_recall_at_10']:.4f}\n")
+        lines.append(f"\nDense index (Chroma HNSW over the short vectors, its top candidates rescored with the full "
+                     f"ones) recall@10 against exact search, active model: {result['index_recall_at_10']:.4f}\n")
     return "".join(lines)
 
-
-def load_hybrid(data_dir: Path) -> dict | None:
-    p = Path(data_dir) / "reports" / "hybrid.json"
-    return json.loads(p.read_text()) if p.exists() else None

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from . import vector_store
+from . import dense_index, vector_store
 from .artifacts import StageError, check_lineage, require
 from .corpus import load_vocab
 from .encode import encode_rows, load_model
@@ -24,9 +24,12 @@ def auto_shards(total: int, host: str | None) -> int:
 
 def index_checkpoint(data_dir: Path, ckpt_path: Path, c, device, encode_batch: int = 2048,
                      write_batch: int = 5000, store_text: bool = False, max_len: int = 256,
-                     hnsw: dict | None = None, log=print, shards: int = 0, host: str | None = None) -> dict:
-    """Encode and index every passage; with shards > 1 (embedded store only) each shard is built
-    by its own process into data/chroma-shard-i, and queries merge the shards' top-k."""
+                     hnsw: dict | None = None, log=print, shards: int = 0, host: str | None = None,
+                     index_dim: int = dense_index.INDEX_DIM, depth: int = dense_index.DEPTH) -> dict:
+    """Encode and index every passage: the full vectors into data/indexes/<name>.vectors.npy, the
+    short index vectors (common/dense_index.py) into Chroma. With shards > 1 (embedded store only)
+    each shard is built by its own process into data/chroma-shard-i, and queries merge the shards'
+    top-k."""
     from tqdm import tqdm
     d = Path(data_dir)
     vocab, vm = load_vocab(d)
@@ -36,25 +39,41 @@ def index_checkpoint(data_dir: Path, ckpt_path: Path, c, device, encode_batch: i
     from .passage_store import build as build_text_store
     build_text_store(d)  # what s09 shows: text looked up by id, memory-mapped
     total = _count(d / "passages_tok.parquet")
-    name = vector_store.collection_name(ckpt["fingerprint"], hnsw)
+    cfg = model.config
+    index_dim = min(int(index_dim), model.dim) if cfg["lex_dim"] else model.dim
+    name = vector_store.collection_name(ckpt["fingerprint"], hnsw, index_dim if index_dim < model.dim else None)
     meta = {"model_fingerprint": ckpt["fingerprint"], "vocab_fingerprint": vocab.fingerprint,
-            "passages_tok": ptm["fingerprint"], "dim": model.dim, "store_text": store_text}
+            "passages_tok": ptm["fingerprint"], "dim": model.dim, "index_dim": index_dim,
+            "out_dim": cfg["out_dim"], "lex_dim": cfg["lex_dim"], "depth": int(depth), "full_vectors": True,
+            "store_text": store_text}
     shards = shards or auto_shards(total, host)
+
+    def finish(state):
+        """What data/active_index.json records: the build, the checkpoint, and s09's numpy query encoder."""
+        from .query_encoder import export
+        qe = export(model, d, state["name"]) if model is not None else None
+        return dict(state, checkpoint=str(Path(ckpt_path).name), stage=ckpt.get("stage"),
+                    checkpoint_manifest=require(ckpt_path)["fingerprint"], query_encoder=qe)
+    # refuse an --index-dim without lexical dims now, not after the first batch
+    dense_index.index_vectors(np.zeros((1, model.dim), np.float32), cfg["out_dim"], cfg["lex_dim"], index_dim)
+    _prepare_vector_file(d, name if shards <= 1 else f"{name}-x{shards}", meta, total)
     if shards <= 1:
         with tqdm(total=total, desc=f"index {name}", unit="passage", mininterval=1) as bar:
             state = _build_range(d, model, c, device, name, meta, 0, total, encode_batch, write_batch,
                                  store_text, max_len, hnsw, log, bar, None)
-        return dict(state, checkpoint=str(Path(ckpt_path).name), stage=ckpt.get("stage"))
+        return finish(state)
     if host:
         raise StageError("--shards > 1 is for the embedded store; a Chroma server indexes in one collection")
     name = f"{name}-x{shards}"  # its own progress file: never confused with a one-collection build
-    del model
     pp = vector_store.progress_path(d, name)
     st = vector_store.read_json(pp) if pp.exists() else {}
     if st.get("complete") and int(st.get("shards", 1)) == shards and all(st.get(k) == v for k, v in meta.items()) \
             and vector_store.open_built(d, name) is not None:
         log(f"index {name} is already complete ({total:,} passages in {shards} shards)")
-        return dict(vector_store.read_json(pp), checkpoint=str(Path(ckpt_path).name), stage=ckpt.get("stage"))
+        return finish(vector_store.read_json(pp))
+    if not st or any(st.get(k) != v for k, v in meta.items()) or st.get("total") != total:
+        # what _prepare_vector_file reads to tell a resumed build (keep the vector file) from a new one
+        vector_store.write_json(pp, dict(meta, name=name, total=total, done=0, complete=False, shards=shards))
     import multiprocessing as mp
     import time
     ctx = mp.get_context("spawn")  # torch and Chroma's Rust core do not survive fork
@@ -81,7 +100,17 @@ def index_checkpoint(data_dir: Path, ckpt_path: Path, c, device, encode_batch: i
     state = dict(meta, name=name, total=total, done=total, complete=True, shards=shards,
                  hnsw=dict(vector_store.HNSW, **(hnsw or {})))
     vector_store.write_json(pp, state)
-    return dict(state, checkpoint=str(Path(ckpt_path).name), stage=ckpt.get("stage"))
+    return finish(state)
+
+
+def _prepare_vector_file(d: Path, name: str, meta: dict, total: int):
+    """Create data/indexes/<name>.vectors.npy, or keep it when this is a resumed build of the same
+    index (its progress file says so)."""
+    pp = vector_store.progress_path(d, name)
+    st = vector_store.read_json(pp) if pp.exists() else {}
+    resume = bool(st) and all(st.get(k) == v for k, v in meta.items()) and st.get("total") == total
+    ids = pq.read_table(d / "passages_tok.parquet", columns=["passage_id"])["passage_id"].to_numpy()
+    dense_index.create_vector_file(d, name, ids, meta["dim"], resume)
 
 
 def _count(path) -> int:
@@ -89,9 +118,10 @@ def _count(path) -> int:
 
 
 def _build_range(d, model, c, device, name, meta, lo, hi, encode_batch, write_batch, store_text, max_len,
-                 hnsw, log, bar, progress_file):
+                 hnsw, log, bar, progress_file, vec_name=None):
     table = TokenTable.read(d / "passages_tok.parquet", "passage_id")
     total = hi - lo
+    vec_name = vec_name or name
     write_batch = min(write_batch, c.get_max_batch_size())
     texts = None
     if store_text:
@@ -99,15 +129,21 @@ def _build_range(d, model, c, device, name, meta, lo, hi, encode_batch, write_ba
         if len(texts) != len(table):
             raise StageError("passages.parquet and passages_tok.parquet differ in length: re-run s02_tkn_ms_marco.py")
 
+    full = dense_index.VectorWriter(dense_index.vectors_path(d, vec_name))
+    cfg = model.config
+
     def batches(start):
         for s in range(lo + start, hi, encode_batch):
             rows = np.arange(s, min(s + encode_batch, hi))
             vecs = encode_rows(model, table, rows, "passage", device, batch_size=512, max_len=max_len)
+            full.write(s, vecs)  # before Chroma has them: progress is only recorded after both
             docs = texts.slice(s, len(rows)).to_pylist() if texts is not None else None
-            yield table.ids[rows], vecs, docs
+            yield table.ids[rows], dense_index.index_vectors(vecs, cfg["out_dim"], cfg["lex_dim"], meta["index_dim"]), docs
 
-    return vector_store.build(c, d, name, meta, total, batches, write_batch, progress=bar, hnsw=hnsw, log=log,
-                              progress_file=progress_file)
+    state = vector_store.build(c, d, name, meta, total, batches, write_batch, progress=bar, hnsw=hnsw, log=log,
+                               progress_file=progress_file)
+    full.close()
+    return state
 
 
 def _shard_worker(d, ckpt_path, i, shards, lo, hi, name, meta, encode_batch, write_batch, store_text, max_len, hnsw):
@@ -118,6 +154,9 @@ def _shard_worker(d, ckpt_path, i, shards, lo, hi, name, meta, encode_batch, wri
     vocab, _ = load_vocab(d)
     model, _ = load_model(Path(ckpt_path), vocab.fingerprint, torch.device("cpu"))
     c = vector_store.client(d, shard=i, writer=True)
+    # One HNSW insert thread per shard process: with Chroma's default (one per core) the shards'
+    # threads contend for the same cores, and the build needs 10% more CPU for the same graph.
+    hnsw = dict(hnsw or {}, num_threads=1)
     _build_range(d, model, c, torch.device("cpu"), name, dict(meta, shard=i, shards=shards), lo, hi,
                  encode_batch, write_batch, store_text, max_len, hnsw, lambda *a: None, None,
-                 vector_store.shard_progress_path(d, name, i, shards))
+                 vector_store.shard_progress_path(d, name, i, shards), vec_name=name)

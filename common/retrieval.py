@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import vector_store
-from .encode import encode_rows
-from .train import search_exact
 
 
-def dense_chroma(col, qv: np.ndarray, k: int, batch: int = 500):
+def dense_chroma(index, qv: np.ndarray, k: int, batch: int = 500):
+    """Top-k through a built index (common.dense_index.DenseIndex: Chroma, then the full vectors)."""
     ids, sc = [], []
     for s in range(0, len(qv), batch):
-        i, c, _ = vector_store.search(col, qv[s:s + batch], k, with_docs=False)
+        i, c = index.search(qv[s:s + batch], k)
         ids += i
         sc += c
     return _pad(ids, sc, k)
@@ -37,6 +35,7 @@ def _pad(ids, sc, k):
 
 
 def dense_exact(pool_vecs: np.ndarray, pool_ids: np.ndarray, qv: np.ndarray, k: int, device="cpu"):
+    from .train import search_exact  # torch: imported by the stages that need it, never by s09
     idx, sc = search_exact(qv.astype(np.float32), pool_vecs.astype(np.float32), k, device)
     return pool_ids[idx], sc
 
@@ -66,6 +65,7 @@ def rerank_candidates(score_fn, cand_lists: list[list[int]]):
 
 
 def encode_pool(model, corpus, device, progress=None):
+    from .encode import encode_rows
     return encode_rows(model, corpus.ptok, np.arange(len(corpus.ptok)), "passage", device, progress=progress)
 
 
@@ -78,17 +78,19 @@ def _z(x: np.ndarray) -> np.ndarray:
 def hybrid_features(qv: np.ndarray, d_ids, bm25, text: str, vectors_for, out_dim: int, depth: int = 100):
     """Candidates of one query and their (cosine, semantic cosine, bm25) scores.
     vectors_for(ids) -> the candidates' stored vectors."""
-    all_bm = bm25.scores(text)
-    k = min(depth, len(all_bm))
-    top = np.argpartition(-all_bm, k - 1)[:k] if k < len(all_bm) else np.arange(len(all_bm))
-    b_ids = bm25.ids[top[all_bm[top] > 0]]
+    rows, vals = bm25.hits(text)  # the passages containing a query term, rows ascending
+    k = min(depth, len(rows))
+    top = np.argpartition(-vals, k - 1)[:k] if k < len(rows) else np.arange(len(rows))
+    b_ids = bm25.ids[rows[top[vals[top] > 0]]]
     cand = np.array(list(dict.fromkeys([int(x) for x in d_ids] + [int(x) for x in b_ids])), dtype=np.int64)
     if len(cand) == 0:
         return cand, np.zeros((0, 3))
     V = vectors_for(cand)
     dense = V @ qv
     sem = V[:, :out_dim] @ qv[:out_dim]
-    bm = all_bm[bm25.rows(cand)]
+    crow = bm25.rows(cand)
+    pos = np.minimum(np.searchsorted(rows, crow), max(len(rows) - 1, 0))
+    bm = np.where((rows[pos] == crow) if len(rows) else np.zeros(len(crow), bool), vals[pos] if len(rows) else 0.0, 0.0)
     return cand, np.stack([dense, sem, bm], axis=1)
 
 

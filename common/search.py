@@ -9,7 +9,6 @@ import numpy as np
 from . import vector_store
 from .artifacts import StageError
 from .corpus import load_vocab
-from .encode import encode_texts, load_model
 from .text import normalize
 
 MAX_QUERY_CHARS = 2000
@@ -31,38 +30,75 @@ class Hit:
 
 
 class Searcher:
+    """Answers queries against the active index. The avg query tower runs in numpy (the table s05/s08
+    export beside the index, common/query_encoder.py), so a CPU searcher never imports torch."""
+
     def __init__(self, data_dir: Path, device="cpu", chroma_host=None, chroma_port=8000, warm_up=True,
                  mode: str | None = "dense", weights: tuple | None = None):
-        import torch
         self.bm25 = None
+        self._bm25_loader, self._bm25_error = None, None
         self.data_dir = Path(data_dir)
         self.active = vector_store.active(self.data_dir)
         self.vocab, _ = load_vocab(self.data_dir)
         if self.active.get("vocab_fingerprint") != self.vocab.fingerprint:
             raise StageError("the active index was built with another vocabulary: re-run s05_encode_docs_to_chromadb.py "
                              "and s08_reencode_all.py")
-        self.device = torch.device(device)
-        self.model, ckpt = load_model(self.data_dir / self.active["checkpoint"], self.vocab.fingerprint, self.device)
-        if ckpt["fingerprint"] != self.active["model_fingerprint"]:
-            raise StageError(f"{self.active['checkpoint']} changed since the index was built: re-run s08_reencode_all.py")
+        self._load_encoder(str(device))
         host = chroma_host if chroma_host is not None else self.active.get("chroma_host")
         port = chroma_port if chroma_host is not None else self.active.get("chroma_port", 8000)
-        if int(self.active.get("shards", 1)) > 1:
-            self.col = vector_store.open_built(self.data_dir, self.active["name"])
-        else:
-            self.col = vector_store.get_collection(vector_store.client(self.data_dir, host, port), self.active["name"])
-        if self.col is None:
+        self.index = vector_store.open_built(self.data_dir, self.active["name"], host=host, port=port)
+        if self.index is None:
             raise StageError(f"collection {self.active['name']} is missing from Chroma: re-run s08_reencode_all.py")
         self._texts = None
-        # The first query loads the HNSW index from disk (seconds at 1M passages). Pay it at
-        # start-up, or ("background") while the user types the first question.
-        if warm_up == "background":
+        background = warm_up == "background"
+        # The first query loads the HNSW index from disk (seconds at 1M passages), and hybrid needs
+        # BM25 loaded: pay both at start-up, or (interactive) while the user types the first question.
+        if background:
             import threading
             self._warm = threading.Thread(target=self._warm_up, daemon=True)
             self._warm.start()
         elif warm_up:
             self._warm_up()
-        self.set_mode(mode, weights)
+        self.set_mode(mode, weights, background=background)
+
+    def _load_encoder(self, device: str):
+        self._np_encoder, self.model = None, None
+        ckpt_path = self.data_dir / self.active["checkpoint"]
+        if self.active.get("query_encoder") and device == "cpu":
+            from .artifacts import read_json
+            from .query_encoder import NumpyQueryEncoder
+            mp = Path(str(ckpt_path) + ".manifest.json")
+            same_ckpt = ckpt_path.exists() and mp.exists() and \
+                read_json(mp).get("fingerprint") == self.active.get("checkpoint_manifest")
+            if same_ckpt:
+                try:
+                    enc = NumpyQueryEncoder(self.data_dir, self.active["name"], self.vocab)
+                except (OSError, ValueError, KeyError):
+                    enc = None  # missing or damaged: the checkpoint itself still works
+                if enc is not None and enc.fingerprint == self.active["model_fingerprint"]:
+                    self._np_encoder = enc
+                    self.out_dim = int(self.active["out_dim"])
+                    return
+        import torch
+        from .encode import load_model
+        self.device = torch.device(device)
+        if self.device.type == "cpu":
+            torch.set_num_threads(1)  # one query at a time: more threads only add overhead
+        self.model, ckpt = load_model(ckpt_path, self.vocab.fingerprint, self.device)
+        if ckpt["fingerprint"] != self.active["model_fingerprint"]:
+            raise StageError(f"{self.active['checkpoint']} changed since the index was built: re-run s08_reencode_all.py")
+        self.out_dim = int(self.model.config["out_dim"])
+
+    def close(self):
+        """Wait for the background loads: a process that exits while one of them is inside Chroma's
+        Rust core or numba can crash at interpreter shutdown."""
+        for t in (getattr(self, "_warm", None), self._bm25_loader):
+            if t is not None:
+                t.join()
+
+    @property
+    def encoder(self) -> str:
+        return "numpy" if self._np_encoder is not None else "torch"
 
     def _lookup(self, ids):
         if self._texts is None:
@@ -77,42 +113,57 @@ class Searcher:
         return text
 
     def encode(self, texts: list[str]):
-        v, known = encode_texts(self.model, self.vocab, texts, self.device, "query")
-        return v, known
+        if self._np_encoder is not None:
+            return self._np_encoder.encode(texts)
+        from .encode import encode_texts
+        return encode_texts(self.model, self.vocab, texts, self.device, "query")
 
     def _warm_up(self):
         try:
-            self.col.query(query_embeddings=np.full((1, self.active["dim"]), 0.1, np.float32), n_results=1,
-                           include=["distances"])
+            self.index.warm_up()
         except Exception:
             pass  # a real query will report the problem
 
-    def set_mode(self, mode: str | None, weights: tuple | None = None):
-        """dense | bm25 | hybrid; None: whichever won on validation in s10 (hybrid if s10 never ran)."""
-        from .evaluation import load_hybrid
+    def set_mode(self, mode: str | None, weights: tuple | None = None, background: bool = False):
+        """dense | bm25 | hybrid; None: whichever won on validation in s10 (hybrid if s10 never ran).
+        background=True loads BM25 in a thread (the first query that needs it waits for it)."""
         tuned = load_hybrid(self.data_dir) or {}
         self.mode = mode or tuned.get("best_mode", "hybrid")
         if self.mode not in MODES:
             raise StageError(f"unknown mode {self.mode!r}: use one of {', '.join(MODES)}")
         self.weights = weights or (tuned.get("w_dense", DEFAULT_WEIGHTS[0]), tuned.get("w_sem", DEFAULT_WEIGHTS[1]))
-        if self.mode != "dense" and self.bm25 is None:
-            from . import bm25
-            self.bm25 = bm25.load_or_build(self.data_dir)
+        if self.mode != "dense" and self.bm25 is None and self._bm25_loader is None:
+            if background:
+                import threading
+                self._bm25_loader = threading.Thread(target=self._load_bm25, args=(True,), daemon=True)
+                self._bm25_loader.start()
+            else:
+                self._load_bm25()
         return self.mode
 
-    def _vectors_for(self, ids) -> np.ndarray:
-        """The candidates' vectors as stored in the index."""
-        got = self.col.get(ids=[str(int(i)) for i in ids], include=["embeddings"])
-        m = {k: v for k, v in zip(got["ids"], got["embeddings"])}
-        dim = self.active["dim"]
-        return np.stack([np.asarray(m[str(int(i))], dtype=np.float32) if str(int(i)) in m
-                         else np.zeros(dim, np.float32) for i in ids]) if len(ids) else np.zeros((0, dim), np.float32)
+    def _load_bm25(self, keep_error: bool = False):
+        from . import bm25
+        try:
+            self.bm25 = bm25.load_or_build(self.data_dir)
+        except Exception as e:
+            if not keep_error:
+                raise
+            self._bm25_error = e  # the background load: the first query that needs BM25 reports it
+
+    def _need_bm25(self):
+        if self._bm25_loader is not None:
+            self._bm25_loader.join()
+            self._bm25_loader = None
+            if self._bm25_error is not None:
+                err, self._bm25_error = self._bm25_error, None
+                raise err
+        if self.bm25 is None:
+            self._load_bm25()
+        return self.bm25
 
     def _texts_for(self, ids):
         if self.active.get("store_text", False):
-            got = self.col.get(ids=[str(i) for i in ids], include=["documents"])
-            m = dict(zip(got["ids"], got["documents"]))
-            return [m.get(str(i), "") for i in ids]
+            return self.index.documents(ids)
         return self._lookup(ids)
 
     def search(self, text: str, k: int = 10) -> list[Hit]:
@@ -120,30 +171,35 @@ class Searcher:
         k = max(1, min(int(k), 1000))
         v, known = self.encode([text])
         dense_ok = known[0] > 0
+        bm25 = self._need_bm25() if self.mode != "dense" else None
         if self.mode == "dense" or self.mode == "hybrid":
-            if not dense_ok and (self.mode == "dense" or not self.bm25.tokens([text])[0]):
+            if not dense_ok and (self.mode == "dense" or not bm25.tokens([text])[0]):
                 raise QueryError("none of the query's words are in the vocabulary: try other words")
         if self.mode == "dense":
-            ids, scores, docs = vector_store.search(self.col, v, k, with_docs=self.active.get("store_text", False),
-                                                   total=self.active.get("total"))
+            ids, scores = self.index.search(v, k)
             ids, scores = ids[0], scores[0]
-            texts = docs[0] if docs else self._lookup(ids)
-            return [Hit(r + 1, s, p, t) for r, (p, s, t) in enumerate(zip(ids, scores, texts))]
+            return [Hit(r + 1, s, p, t) for r, (p, s, t) in enumerate(zip(ids, scores, self._texts_for(ids)))]
         depth = max(k, FUSION_DEPTH)
         if self.mode == "bm25":
-            if not self.bm25.tokens([text])[0]:
+            if not bm25.tokens([text])[0]:
                 raise QueryError("none of the query's words are in the vocabulary: try other words")
-            b_ids, b_sc = self.bm25.search([text], k)
+            b_ids, b_sc = bm25.search([text], k)
             ids, scores = b_ids[0].tolist(), b_sc[0].tolist()
         else:
             from .retrieval import hybrid_features, hybrid_rank
             d_ids = []
             if dense_ok:
-                d_ids = vector_store.search(self.col, v, depth, with_docs=False, total=self.active.get("total"))[0][0]
-            cand, feats = hybrid_features(v[0], d_ids, self.bm25, text, self._vectors_for,
-                                          self.model.config["out_dim"], depth)
+                d_ids = self.index.search(v, depth)[0][0]
+            cand, feats = hybrid_features(v[0], d_ids, bm25, text, self.index.vectors, self.out_dim, depth)
             w = self.weights if dense_ok else (0.0, 0.0)  # no word the model knows: BM25 alone
             ids, scores = hybrid_rank(cand, feats, w[0], w[1], k)
             ids, scores = ids.tolist(), scores.tolist()
         texts = self._texts_for(ids)
         return [Hit(r + 1, float(s), int(p), t) for r, (p, s, t) in enumerate(zip(ids, scores, texts))]
+
+
+def load_hybrid(data_dir: Path) -> dict | None:
+    """The hybrid weights and best mode s10 chose on validation (data/reports/hybrid.json)."""
+    import json
+    p = Path(data_dir) / "reports" / "hybrid.json"
+    return json.loads(p.read_text()) if p.exists() else None

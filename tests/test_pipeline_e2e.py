@@ -116,7 +116,7 @@ def test_sharded_index_answers_like_one_collection(pipeline):
     active = json.loads((data / "active_index.json").read_text())
     assert active["shards"] == 2 and active["total"] == pq.ParquetFile(data / "passages.parquet").metadata.num_rows
     s = Searcher(data, mode="dense")
-    assert s.col.count() == active["total"]
+    assert s.index.count() == active["total"]
     got = [[h.passage_id for h in s.search(r["query"], 5)] for r in q]
     overlap = sum(len(set(a) & set(b)) for a, b in zip(ref, got)) / (5 * len(q))
     assert overlap >= 0.9, overlap

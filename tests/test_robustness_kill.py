@@ -36,6 +36,14 @@ def check_complete(data, name):
     r = col.query(query_embeddings=np.asarray(got["embeddings"], np.float32), n_results=3, include=[])
     found = sum(i in row for i, row in zip(got["ids"], r["ids"]))
     assert found >= 0.99 * len(ids), f"{found}/{len(ids)} passages find themselves"
+    # the full vectors (written in place, resumed with the collection): every row filled, and each
+    # is the one Chroma's short vector was cut from
+    from common import dense_index
+    st = json.loads((data / "indexes" / f"{name}.json").read_text())
+    full = dense_index.FullVectors(data, name).get(ids)
+    np.testing.assert_allclose(np.linalg.norm(full, axis=1), 1, atol=2e-3)
+    short = dense_index.index_vectors(full, st["out_dim"], st["lex_dim"], st["index_dim"])
+    np.testing.assert_allclose(short, np.asarray(got["embeddings"], np.float32), atol=3e-3)
 
 
 def active(data):
