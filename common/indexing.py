@@ -49,8 +49,18 @@ def index_checkpoint(data_dir: Path, ckpt_path: Path, c, device, encode_batch: i
     shards = shards or auto_shards(total, host)
 
     def finish(state):
-        """What data/active_index.json records: the build, the checkpoint, and s09's numpy query encoder."""
+        """What data/active_index.json records: the build (with the ef_search asked for now: a
+        query-time setting, applied to the existing collections), the checkpoint, and s09's numpy
+        query encoder."""
         from .query_encoder import export
+        ef = dict(vector_store.HNSW, **(hnsw or {}))["ef_search"]
+        n = int(state.get("shards", 1))
+        cols = [vector_store.get_collection(c, state["name"])] if n <= 1 else \
+            [vector_store.get_collection(vector_store.client(d, shard=i), state["name"]) for i in range(n)]
+        vector_store.set_ef_search([x for x in cols if x is not None], ef)
+        if (state.get("hnsw") or {}).get("ef_search") != ef:
+            state = dict(state, hnsw=dict(state.get("hnsw") or {}, ef_search=ef))
+            vector_store.write_json(vector_store.progress_path(d, state["name"]), state)
         qe = export(model, d, state["name"]) if model is not None else None
         return dict(state, checkpoint=str(Path(ckpt_path).name), stage=ckpt.get("stage"),
                     checkpoint_manifest=require(ckpt_path)["fingerprint"], query_encoder=qe)

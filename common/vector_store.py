@@ -42,10 +42,11 @@ KILL_ENV = "MSMARCO_TEST_KILL_AFTER_BATCHES"
 _locks: dict = {}  # path -> open file holding the writer lock for the life of the process
 # Measured on the 1M-passage benchmark set (2 shards of 192-d index vectors queried in parallel,
 # top 100 rescored; bench/README.md): ef_construction 100 (Chroma's default) finds 94.3% of the
-# exact top 10 at ef_search 400 (4.1 ms), 93.4% at 300 (3.8 ms); ef_construction 64 builds 1.3x
-# faster but finds 88.6% at 400; 50 builds 1.8x faster and finds 84.8%. Our vectors are hard for
-# HNSW (their lexical part is a random projection), so construction quality is kept.
-HNSW = {"space": "cosine", "ef_construction": 100, "max_neighbors": 16, "ef_search": 400}
+# exact top 10 at ef_search 400, 93.4% at 300 (0.7 ms faster per query: ef_search 300 keeps s09's
+# dense query near 5 ms); ef_construction 64 builds 1.3x faster but finds 88.6% even at 400; 50
+# builds 1.8x faster and finds 84.8%. Our vectors are hard for HNSW (their lexical part is a
+# random projection), so construction quality is kept.
+HNSW = {"space": "cosine", "ef_construction": 100, "max_neighbors": 16, "ef_search": 300}
 
 
 def lock_path(data_dir: Path) -> Path:
@@ -159,11 +160,13 @@ def hnsw_from_args(args) -> dict:
 
 
 def collection_name(model_fp: str, hnsw: dict | None = None, index_dim: int | None = None) -> str:
-    """One collection per (model, HNSW settings, index vector length): changing any of them builds
-    a new one beside the old."""
+    """One collection per (model, HNSW build settings, index vector length): changing any of them
+    builds a new one beside the old. ef_search is a query-time setting (set_ef_search), not part
+    of the name."""
     import hashlib
     import json
     key = dict(HNSW, **(hnsw or {}))
+    key.pop("ef_search", None)
     if index_dim:
         key["index_dim"] = int(index_dim)
     h = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:6]
@@ -219,6 +222,15 @@ def create_collection(c, name: str, hnsw: dict | None = None):
     if got.get("space") != "cosine":
         raise RuntimeError(f"Chroma did not apply cosine space to {name}: {got}")
     return col
+
+
+def set_ef_search(cols: list, ef: int):
+    """Chroma keeps ef_search in the collection's configuration; a process that opens it later uses
+    the new value (one that already has the index loaded keeps the old one)."""
+    for col in cols:
+        cur = ((col.configuration or {}).get("hnsw") or {}).get("ef_search")
+        if cur != int(ef):
+            col.modify(configuration={"hnsw": {"ef_search": int(ef)}})
 
 
 def delete_collection(c, name: str):
@@ -339,11 +351,12 @@ class ShardedIndex:
     about 1.5 cores, with its own locking); queries ask the shards in parallel threads (Chroma's
     search releases the GIL: at 1M passages, 2 shards answer in 4.1 ms instead of 8.2 ms)."""
 
-    def __init__(self, cols: list):
+    def __init__(self, cols: list, counts: list[int] | None = None):
         from concurrent.futures import ThreadPoolExecutor
         self.cols = cols
-        # count() costs ~30 ms at 300k passages: once here, not on every query
-        self.counts = [c.count() for c in cols]
+        # count() costs 1.2 s per 500k-passage shard on a fresh client: take the counts the build
+        # recorded when they are known, and never count on every query
+        self.counts = list(counts) if counts is not None else [c.count() for c in cols]
         self._pool = ThreadPoolExecutor(len(cols), thread_name_prefix="shard") if len(cols) > 1 else None
 
     def count(self) -> int:
@@ -398,7 +411,11 @@ def open_built(data_dir: Path, name: str, c=None, host: str | None = None, port:
     shards = int(st.get("shards", 1))
     if shards > 1:
         cols = [get_collection(client(data_dir, shard=i), name) for i in range(shards)]
-        return None if any(col is None for col in cols) else DenseIndex(ShardedIndex(cols), st, data_dir)
+        if any(col is None for col in cols):
+            return None
+        counts = [read_json(shard_progress_path(data_dir, name, i, shards)).get("total") for i in range(shards)] \
+            if all(shard_progress_path(data_dir, name, i, shards).exists() for i in range(shards)) else None
+        return DenseIndex(ShardedIndex(cols, None if counts is None or None in counts else counts), st, data_dir)
     c = c if c is not None else client(data_dir, host, port)
     col = get_collection(c, name)
     return None if col is None else DenseIndex(col, st, data_dir)

@@ -115,3 +115,17 @@ def test_index_without_its_vector_file_is_refused(tmp_path):
              "full_vectors": True}
     with pytest.raises(Exception, match="re-run s08_reencode_all.py"):
         dense_index.DenseIndex(FakeCollection([1, 2, 3]), state, tmp_path)
+
+
+def test_ef_search_changes_without_a_rebuild(tmp_path):
+    """ef_search is query-time: not part of the collection's name, and set on the existing collection."""
+    from common import vector_store
+    assert vector_store.collection_name("f" * 16, {"ef_search": 100}, 192) == \
+        vector_store.collection_name("f" * 16, {"ef_search": 400}, 192)
+    assert vector_store.collection_name("f" * 16, {"ef_construction": 50}, 192) != \
+        vector_store.collection_name("f" * 16, {}, 192)
+    c = vector_store.client(tmp_path)
+    col = vector_store.create_collection(c, "passages-ef", {"ef_search": 100})
+    col.add(ids=["1", "2"], embeddings=np.eye(2, 4, dtype=np.float32))
+    vector_store.set_ef_search([col], 250)
+    assert vector_store.get_collection(c, "passages-ef").configuration["hnsw"]["ef_search"] == 250

@@ -98,6 +98,33 @@ def test_s09_once_and_interactive(pipeline):
     assert r.returncode == 0
 
 
+def test_s09_answers_without_torch_and_like_the_torch_tower(pipeline):
+    """s09's numpy query encoder: no torch import (most of s09's start-up), same answers."""
+    data, _ = pipeline
+    q = [r["query"] for r in pq.read_table(data / "queries.parquet").to_pylist() if r["split"] == "test"][:20]
+    code = ("import runpy, sys\n"
+            "sys.argv = ['s09_query_retrieve.py', '--data-dir', sys.argv[1], '--mode', 'dense', '--query', sys.argv[2]]\n"
+            "try:\n    runpy.run_path('s09_query_retrieve.py', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print('torch imported' if 'torch' in sys.modules else 'no torch')")
+    r = subprocess.run([sys.executable, "-c", code, str(data), q[0]], cwd=ROOT, capture_output=True, text=True,
+                       env=dict(os.environ, HF_HUB_OFFLINE="1"), timeout=300)
+    assert " 1. " in r.stdout and r.stdout.strip().endswith("no torch"), r.stdout + r.stderr
+    from common.search import Searcher
+    fast = Searcher(data, mode="dense")
+    assert fast.encoder == "numpy"
+    slow = Searcher(data, mode="dense")
+    slow._np_encoder = None  # the torch tower, as for a GRU model
+    import torch
+    from common.encode import load_model
+    slow.device = torch.device("cpu")
+    slow.model, _ = load_model(data / slow.active["checkpoint"], slow.vocab.fingerprint, slow.device)
+    assert slow.encoder == "torch"
+    for text in q:
+        a, b = fast.search(text, 5), slow.search(text, 5)
+        assert [h.passage_id for h in a] == [h.passage_id for h in b]
+        assert all(abs(x.score - y.score) < 1e-4 for x, y in zip(a, b))
+
+
 def test_missing_input_names_the_script_to_run(tmp_path):
     r = run("s04_train_tower.py", tmp_path, check=False)
     assert r.returncode == 2
