@@ -7,8 +7,8 @@ vector Chroma indexes is therefore
 
     index vector = unit( [ semantic ; lexical[:L] * sqrt(lex_dim / L) ] )     (index_dim = 64 + L)
 
-(the factor keeps the two parts' balance), Chroma returns its top `depth` (default 100) and the full
-vectors rescore them exactly. The full vectors live beside the index as one float16 file in
+(the factor keeps the two parts' balance), Chroma returns its top `depth` (default 100; from each
+shard of a sharded index) and the full vectors rescore them exactly. The full vectors live beside the index as one float16 file in
 passages_tok row order, memory-mapped (data/indexes/<name>.vectors.npy, with sorted ids for the
 lookup); hybrid takes its features from the same file instead of asking Chroma for embeddings.
 
@@ -160,7 +160,10 @@ class DenseIndex:
         q = np.asarray(q, dtype=np.float32)
         k = max(1, min(int(k), self.total or self.col.count()))
         n = min(max(k, depth or self.depth), self.total or self.col.count()) if self.full is not None else k
-        r = self.col.query(query_embeddings=self.query_vectors(q), n_results=n, include=["distances"])
+        # With the full vectors, Chroma's distances are not needed: every candidate (each shard's
+        # top n) is rescored
+        r = self.col.query(query_embeddings=self.query_vectors(q), n_results=n,
+                           include=["distances"] if self.full is None else [])
         ids = [np.array([int(x) for x in row], dtype=np.int64) for row in r["ids"]]
         if self.full is None:
             return [i.tolist() for i in ids], [[1.0 - float(d) for d in row] for row in r["distances"]]

@@ -363,7 +363,16 @@ class ShardedIndex:
         return sum(self.counts)
 
     def query(self, query_embeddings, n_results: int, include: list):
-        inc = list(set(include) | {"distances"})
+        """Each shard's top n_results, merged by distance into one top n_results; without
+        "distances" in `include` (the caller rescores them itself) all the shards' ids, unmerged."""
+        if "distances" not in include:
+            def ids_of(cn):
+                c, n = cn
+                return c.query(query_embeddings=query_embeddings, n_results=min(n_results, n), include=[])["ids"]
+            todo = [(c, n) for c, n in zip(self.cols, self.counts) if n]
+            parts = list(self._pool.map(ids_of, todo)) if self._pool is not None else [ids_of(x) for x in todo]
+            return {"ids": [sum((p[qi] for p in parts), []) for qi in range(len(query_embeddings))]}
+        inc = list(include)
 
         def one(cn):
             c, n = cn
