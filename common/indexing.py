@@ -14,10 +14,10 @@ from .vocab import TokenTable
 
 
 def auto_shards(total: int, host: str | None) -> int:
-    """Parallel shards for an embedded build: one per core past 200k passages (each shard's HNSW
+    """Parallel shards for an embedded build: one per core from 200k passages (each shard's HNSW
     insert runs in its own process); one below that, where start-up costs more than it saves."""
     import os
-    if host or total < 200_000:
+    if host or total < vector_store.SMALL_INDEX:
         return 1
     return max(1, min(4, len(os.sched_getaffinity(0))))  # the cores this process may use
 
@@ -53,7 +53,7 @@ def index_checkpoint(data_dir: Path, ckpt_path: Path, c, device, encode_batch: i
         query-time setting, applied to the existing collections), the checkpoint, and s09's numpy
         query encoder."""
         from .query_encoder import export
-        ef = dict(vector_store.HNSW, **(hnsw or {}))["ef_search"]
+        ef = (hnsw or {}).get("ef_search") or vector_store.auto_ef_search(total)
         n = int(state.get("shards", 1))
         cols = [vector_store.get_collection(c, state["name"])] if n <= 1 else \
             [vector_store.get_collection(vector_store.client(d, shard=i), state["name"]) for i in range(n)]

@@ -47,6 +47,15 @@ _locks: dict = {}  # path -> open file holding the writer lock for the life of t
 # builds 1.8x faster and finds 84.8%. Our vectors are hard for HNSW (their lexical part is a
 # random projection), so construction quality is kept.
 HNSW = {"space": "cosine", "ef_construction": 100, "max_neighbors": 16, "ef_search": 300}
+# Below this many passages an index is one collection, small enough to search with ef_search 800
+# in under 3 ms: on the shared sample (18,531 passages) that finds 97.3% of the exact top 10
+# against 95.4% at 300.
+SMALL_INDEX = 200_000
+EF_SEARCH_SMALL = 800
+
+
+def auto_ef_search(total: int) -> int:
+    return HNSW["ef_search"] if total >= SMALL_INDEX else EF_SEARCH_SMALL
 
 
 def lock_path(data_dir: Path) -> Path:
@@ -147,7 +156,9 @@ def add_index_args(p):
                    help="parallel index shards (embedded store); 0: one per core from 200k passages, else 1")
     p.add_argument("--ef-construction", type=int, default=HNSW["ef_construction"])
     p.add_argument("--max-neighbors", type=int, default=HNSW["max_neighbors"], help="HNSW M")
-    p.add_argument("--ef-search", type=int, default=HNSW["ef_search"])
+    p.add_argument("--ef-search", type=int, default=0,
+                   help=f"query-time HNSW effort; 0: {HNSW['ef_search']} from {SMALL_INDEX:,} passages, "
+                        f"{EF_SEARCH_SMALL} below (changing it later does not rebuild)")
     from .dense_index import DEPTH, INDEX_DIM
     p.add_argument("--index-dim", type=int, default=INDEX_DIM,
                    help="length of the vectors Chroma indexes (the semantic part + the first lexical dims); "
@@ -156,7 +167,10 @@ def add_index_args(p):
 
 
 def hnsw_from_args(args) -> dict:
-    return {"ef_construction": args.ef_construction, "max_neighbors": args.max_neighbors, "ef_search": args.ef_search}
+    d = {"ef_construction": args.ef_construction, "max_neighbors": args.max_neighbors}
+    if args.ef_search:
+        d["ef_search"] = args.ef_search
+    return d
 
 
 def collection_name(model_fp: str, hnsw: dict | None = None, index_dim: int | None = None) -> str:
