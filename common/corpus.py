@@ -12,6 +12,15 @@ from .artifacts import StageError, check_lineage, require
 from .vocab import TokenTable, Vocab
 
 
+def find_sorted(sorted_keys, keys) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of `keys` in the ascending array `sorted_keys`, and whether each is there."""
+    keys = np.asarray(keys, dtype=np.int64)
+    if len(sorted_keys) == 0:
+        return np.zeros(len(keys), np.int64), np.zeros(len(keys), bool)
+    pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return pos, np.asarray(sorted_keys[pos]) == keys
+
+
 class IdIndex:
     """Vectorised id -> row lookup (ids are int64 hashes)."""
 
@@ -21,10 +30,8 @@ class IdIndex:
         self.sorted = self.ids[self.order]
 
     def rows(self, ids) -> np.ndarray:
-        ids = np.asarray(ids, dtype=np.int64)
-        pos = np.searchsorted(self.sorted, ids)
-        pos = np.minimum(pos, len(self.sorted) - 1)
-        if len(ids) and not np.all(self.sorted[pos] == ids):
+        pos, found = find_sorted(self.sorted, ids)
+        if not found.all():
             raise StageError("ids missing from the tokenised tables: re-run s02_tkn_ms_marco.py")
         return self.order[pos]
 

@@ -28,14 +28,18 @@ INDEX_DIM = 192   # 64 semantic + 128 lexical dims in Chroma (the full vector is
 DEPTH = 100       # candidates from Chroma that the full vectors rescore
 
 
+def check_index_dim(out_dim: int, lex_dim: int, index_dim: int):
+    if lex_dim > 0 and index_dim < out_dim + lex_dim and index_dim <= out_dim:
+        raise StageError(f"--index-dim {index_dim} must exceed the semantic part ({out_dim} dims)")
+
+
 def index_vectors(x: np.ndarray, out_dim: int, lex_dim: int, index_dim: int) -> np.ndarray:
     """The short vectors Chroma indexes (unit length); x itself when index_dim covers it."""
     x = np.asarray(x, dtype=np.float32)
     if index_dim >= x.shape[1] or lex_dim <= 0:
         return x
+    check_index_dim(out_dim, lex_dim, index_dim)
     keep = index_dim - out_dim
-    if keep <= 0:
-        raise StageError(f"--index-dim {index_dim} must exceed the semantic part ({out_dim} dims)")
     y = np.concatenate([x[:, :out_dim], x[:, out_dim:out_dim + keep] * np.float32(np.sqrt(lex_dim / keep))], 1)
     return y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
 
@@ -105,12 +109,9 @@ class FullVectors:
 
     def rows(self, ids) -> tuple[np.ndarray, np.ndarray]:
         """(rows, found) for int64 ids."""
-        ids = np.asarray(ids, dtype=np.int64)
-        if len(self.sorted_ids) == 0:
-            return np.zeros(len(ids), np.int64), np.zeros(len(ids), bool)
-        pos = np.minimum(np.searchsorted(self.sorted_ids, ids), len(self.sorted_ids) - 1)
-        found = self.sorted_ids[pos] == ids
-        return np.asarray(self.order[pos]), found
+        from .corpus import find_sorted
+        pos, found = find_sorted(self.sorted_ids, ids)
+        return np.asarray(self.order[pos]) if len(self.order) else pos, found
 
     def get(self, ids) -> np.ndarray:
         """float32 (len(ids), dim); zeros for an unknown id."""

@@ -1,7 +1,6 @@
 """s10's evaluation: every system over the whole pool, side by side, with standard IR metrics."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np

@@ -64,8 +64,7 @@ def index_checkpoint(data_dir: Path, ckpt_path: Path, c, device, encode_batch: i
         qe = export(model, d, state["name"]) if model is not None else None
         return dict(state, checkpoint=str(Path(ckpt_path).name), stage=ckpt.get("stage"),
                     checkpoint_manifest=require(ckpt_path)["fingerprint"], query_encoder=qe)
-    # refuse an --index-dim without lexical dims now, not after the first batch
-    dense_index.index_vectors(np.zeros((1, model.dim), np.float32), cfg["out_dim"], cfg["lex_dim"], index_dim)
+    dense_index.check_index_dim(cfg["out_dim"], cfg["lex_dim"], index_dim)  # now, not after the first batch
     _prepare_vector_file(d, name if shards <= 1 else f"{name}-x{shards}", meta, total)
     if shards <= 1:
         with tqdm(total=total, desc=f"index {name}", unit="passage", mininterval=1) as bar:

@@ -26,11 +26,11 @@ class PassageStore:
         self.order = np.load(f / "order.npy", mmap_mode="r")
 
     def get(self, ids) -> list[str]:
-        ids = np.asarray(ids, dtype=np.int64)
-        pos = np.minimum(np.searchsorted(self.sorted_ids, ids), len(self.sorted_ids) - 1)
+        from .corpus import find_sorted
+        pos, found = find_sorted(self.sorted_ids, ids)
         out = []
-        for i, p in zip(ids, pos):
-            if len(self.sorted_ids) == 0 or self.sorted_ids[p] != i:
+        for p, ok in zip(pos, found):
+            if not ok:
                 out.append("")
                 continue
             r = int(self.order[p])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .corpus import find_sorted
 
 
 def dense_chroma(index, qv: np.ndarray, k: int, batch: int = 500):
@@ -88,9 +89,8 @@ def hybrid_features(qv: np.ndarray, d_ids, bm25, text: str, vectors_for, out_dim
     V = vectors_for(cand)
     dense = V @ qv
     sem = V[:, :out_dim] @ qv[:out_dim]
-    crow = bm25.rows(cand)
-    pos = np.minimum(np.searchsorted(rows, crow), max(len(rows) - 1, 0))
-    bm = np.where((rows[pos] == crow) if len(rows) else np.zeros(len(crow), bool), vals[pos] if len(rows) else 0.0, 0.0)
+    pos, found = find_sorted(rows, bm25.rows(cand))  # candidates without a query term score 0
+    bm = np.where(found, vals[pos] if len(vals) else 0.0, 0.0)
     return cand, np.stack([dense, sem, bm], axis=1)
 
 

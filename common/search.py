@@ -4,8 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from . import vector_store
 from .artifacts import StageError
 from .corpus import load_vocab
@@ -36,7 +34,7 @@ class Searcher:
     def __init__(self, data_dir: Path, device="cpu", chroma_host=None, chroma_port=8000, warm_up=True,
                  mode: str | None = "dense", weights: tuple | None = None):
         self.bm25 = None
-        self._bm25_loader, self._bm25_error = None, None
+        self._bm25_loader, self._bm25_error, self._warm = None, None, None
         self.data_dir = Path(data_dir)
         self.active = vector_store.active(self.data_dir)
         self.vocab, _ = load_vocab(self.data_dir)
@@ -92,7 +90,7 @@ class Searcher:
     def close(self):
         """Wait for the background loads: a process that exits while one of them is inside Chroma's
         Rust core or numba can crash at interpreter shutdown."""
-        for t in (getattr(self, "_warm", None), self._bm25_loader):
+        for t in (self._warm, self._bm25_loader):
             if t is not None:
                 t.join()
 

@@ -31,8 +31,6 @@ from pathlib import Path
 
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-import numpy as np
-
 from .artifacts import StageError, read_json, write_json
 
 ACTIVE = "active_index.json"
@@ -379,20 +377,13 @@ class ShardedIndex:
     def query(self, query_embeddings, n_results: int, include: list):
         """Each shard's top n_results, merged by distance into one top n_results; without
         "distances" in `include` (the caller rescores them itself) all the shards' ids, unmerged."""
-        if "distances" not in include:
-            def ids_of(cn):
-                c, n = cn
-                return c.query(query_embeddings=query_embeddings, n_results=min(n_results, n), include=[])["ids"]
-            todo = [(c, n) for c, n in zip(self.cols, self.counts) if n]
-            parts = list(self._pool.map(ids_of, todo)) if self._pool is not None else [ids_of(x) for x in todo]
-            return {"ids": [sum((p[qi] for p in parts), []) for qi in range(len(query_embeddings))]}
-        inc = list(include)
-
-        def one(cn):
+        def ask(cn):
             c, n = cn
-            return c.query(query_embeddings=query_embeddings, n_results=min(n_results, n), include=inc)
+            return c.query(query_embeddings=query_embeddings, n_results=min(n_results, n), include=list(include))
         todo = [(c, n) for c, n in zip(self.cols, self.counts) if n]
-        parts = list(self._pool.map(one, todo)) if self._pool is not None else [one(x) for x in todo]
+        parts = list(self._pool.map(ask, todo)) if self._pool is not None else [ask(x) for x in todo]
+        if "distances" not in include:
+            return {"ids": [sum((p["ids"][qi] for p in parts), []) for qi in range(len(query_embeddings))]}
         out = {"ids": [], "distances": [], "documents": []}
         for qi in range(len(query_embeddings)):
             rows = []
@@ -458,6 +449,7 @@ def drop_built(data_dir: Path, name: str, c=None):
     elif c is not None:
         delete_collection(c, name)
     from .dense_index import ids_path, vectors_path
-    vectors_path(data_dir, name).unlink(missing_ok=True)
-    ids_path(data_dir, name).unlink(missing_ok=True)
+    from .query_encoder import paths as query_encoder_paths
+    for f in (vectors_path(data_dir, name), ids_path(data_dir, name), *query_encoder_paths(data_dir, name)):
+        f.unlink(missing_ok=True)
     pp.unlink(missing_ok=True)

@@ -4,7 +4,7 @@ import sys, time, os, shutil, numpy as np
 os.environ["ANONYMIZED_TELEMETRY"]="False"
 import chromadb
 from chromadb.config import Settings
-sys.path.insert(0, "/work/main")
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]))
 from common.dense_index import index_vectors
 n, dim, efc, M = map(int, sys.argv[1:5]); kw = dict(a.split("=") for a in sys.argv[5:])
 lo = int(kw.get("lo", 0))

@@ -1,16 +1,13 @@
 # Scratch: exact search with the short vectors, then rescoring with the full ones, at 1M (see README.md).
 import sys, numpy as np, pickle
-sys.path.insert(0, "/work/main")
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]))
 from common.dense_index import index_vectors
+from common.metrics import mrr_at_k
 V = np.load("/tmp/mb/vecs1m.npy", mmap_mode="r")
 Q = np.load("/tmp/mb/q.npy"); ex = np.load("/tmp/mb/ex.npy")
 REL = [set(r) for r in pickle.load(open("/tmp/mb/rel.pkl", "rb"))]
 def mrr(rows):
-    t = 0
-    for row, r in zip(rows, REL):
-        for k, x in enumerate(list(row)[:10]):
-            if int(x) in r: t += 1/(k+1); break
-    return t/len(rows)
+    return mrr_at_k(rows, REL)  # MRR@10 against the test labels (passage rows)
 for dim in [int(x) for x in sys.argv[1:]]:
     qc = index_vectors(Q, 64, 256, dim)
     S = np.zeros((len(Q), V.shape[0]), np.float32)

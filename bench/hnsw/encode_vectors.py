@@ -1,6 +1,6 @@
 # Scratch: encode the 1M benchmark passages with its s04 model (see bench/hnsw/README.md).
 import sys, time, numpy as np, torch
-sys.path.insert(0, "/work/main"); torch.set_num_threads(2)
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2])); torch.set_num_threads(2)
 from pathlib import Path
 from common.corpus import load_vocab
 from common.encode import load_model, encode_rows

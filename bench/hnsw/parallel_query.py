@@ -1,7 +1,7 @@
 # Scratch: latency of querying the shards one after the other vs in parallel threads (see README.md).
 import os, time, sys, numpy as np
 os.environ["ANONYMIZED_TELEMETRY"]="False"
-sys.path.insert(0, "/work/main")
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]))
 import chromadb
 from chromadb.config import Settings
 from concurrent.futures import ThreadPoolExecutor

@@ -2,11 +2,12 @@
 # usage: recall.py EF [depth] [stores...]: two-stage recall@10 vs exact at 1M + chroma query latency
 import sys, time, os, numpy as np
 os.environ["ANONYMIZED_TELEMETRY"]="False"
-sys.path.insert(0, "/work/main")
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]))
 import chromadb, torch
 from chromadb.config import Settings
 from pathlib import Path
 from common.dense_index import index_vectors
+from common.metrics import mrr_at_k
 from common.corpus import load_corpus
 from common.encode import encode_rows
 ef = int(sys.argv[1]); depth = int(sys.argv[2]) if len(sys.argv) > 2 else 100
@@ -37,11 +38,7 @@ if not os.path.exists("/tmp/mb/rel.pkl"):
     pickle.dump([C.pidx.rows(np.array(sorted(r), dtype=np.int64)).tolist() for r in rel[:300]], open("/tmp/mb/rel.pkl", "wb"))
 REL = [set(r) for r in pickle.load(open("/tmp/mb/rel.pkl", "rb"))]
 def mrr(rows):
-    t = 0
-    for row, r in zip(rows, REL):
-        for k, x in enumerate(list(row)[:10]):
-            if int(x) in r: t += 1/(k+1); break
-    return t/len(rows)
+    return mrr_at_k(rows, REL)  # MRR@10 against the test labels (passage rows)
 NAME = os.environ.get("NAME", "ttt"); DIM = int(os.environ.get("DIM", "192"))
 cols = []
 for p in stores:
