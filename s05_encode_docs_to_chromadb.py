@@ -1,14 +1,17 @@
-"""Stage 5: encode every unique passage (all splits) with the s04 model into ChromaDB.
+"""Stage 5: encode every unique passage (all splits) with the s04 model and index it.
 
-Collection `passages-<model fingerprint>-<settings hash>` in data/chroma (data/chroma-shard-i when
-the build is sharded, or a Chroma server with --chroma-host), cosine space, ids = passage ids.
-Chroma indexes a short version of each vector (--index-dim, common/dense_index.py); the full
-vectors go to data/indexes/<name>.vectors.npy and rescore Chroma's top --depth at query time.
+The index is `passages-<model fingerprint>-<settings hash>`: an HNSW graph over a short version of
+each vector (--index-dim, common/dense_index.py), whose top --depth the full vectors
+(data/indexes/<name>.vectors.npy) rescore at query time. The graph lives in
+    --backend faiss   data/indexes/<name>.faiss (the default: common/faiss_index.py says why), or
+    --backend chroma  a ChromaDB collection in data/chroma (data/chroma-shard-i when sharded, or a
+                      Chroma server with --chroma-host), cosine space, ids = passage ids.
 Killed part-way, a re-run resumes. When complete it becomes the index s09 queries
 (data/active_index.json).
 
     python s05_encode_docs_to_chromadb.py
     # -> wrote collection passages-... (18,531 passages), now active
+    # MS MARCO v1.1 scale (1M passages, 2 cores): about 4 minutes, ~3,500 passages/s (bench/README.md)
 """
 from pathlib import Path
 
@@ -32,11 +35,13 @@ def main():
     args = p.parse_args()
     t = cli.Timer()
     device = cli.setup_torch(args)
-    c = vector_store.client_from_args(args, writer=True)
+    backend = vector_store.backend_from_args(args)
+    c = vector_store.writer_client(args, backend)
     state = index_checkpoint(args.data_dir, args.data_dir / args.checkpoint, c, device,
                              encode_batch=args.encode_batch, write_batch=args.write_batch,
                              store_text=args.store_text, shards=args.shards, host=args.chroma_host,
-                             hnsw=vector_store.hnsw_from_args(args), index_dim=args.index_dim, depth=args.depth)
+                             hnsw=vector_store.hnsw_from_args(args), index_dim=args.index_dim, depth=args.depth,
+                             backend=backend, save_every=args.save_every)
     extra = {"chroma_host": args.chroma_host, "chroma_port": args.chroma_port}
     if not args.no_activate:
         vector_store.activate(args.data_dir, state, extra)

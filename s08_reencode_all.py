@@ -1,6 +1,6 @@
 """Stage 8: re-encode every passage with the best model (data/best_model.pt, from s07) into a new
-collection. s09 keeps answering from the current collection until the new one is complete and
-counted; only then does data/active_index.json switch over.
+index (same backends and options as s05). s09 keeps answering from the current index until the
+new one is complete and counted; only then does data/active_index.json switch over.
 
     python s08_reencode_all.py
 """
@@ -27,7 +27,8 @@ def main():
     t = cli.Timer()
     device = cli.setup_torch(args)
     bm = require(args.data_dir / args.checkpoint)
-    c = vector_store.client_from_args(args, writer=True)
+    backend = vector_store.backend_from_args(args)
+    c = vector_store.writer_client(args, backend)
     old = None
     try:
         old = vector_store.active(args.data_dir)
@@ -36,12 +37,15 @@ def main():
     state = index_checkpoint(args.data_dir, args.data_dir / args.checkpoint, c, device,
                              encode_batch=args.encode_batch, write_batch=args.write_batch,
                              store_text=args.store_text, shards=args.shards, host=args.chroma_host,
-                             hnsw=vector_store.hnsw_from_args(args), index_dim=args.index_dim, depth=args.depth)
+                             hnsw=vector_store.hnsw_from_args(args), index_dim=args.index_dim, depth=args.depth,
+                             backend=backend, save_every=args.save_every)
     vector_store.activate(args.data_dir, state, {"chroma_host": args.chroma_host, "chroma_port": args.chroma_port,
                                                  "winner": bm["settings"].get("winner")})
     if old and old["name"] != state["name"]:
         if args.drop_old:
-            vector_store.drop_built(args.data_dir, old["name"], c)
+            oc = c if c is not None or old.get("backend") == "faiss" else \
+                vector_store.client(args.data_dir, old.get("chroma_host"), old.get("chroma_port", 8000), writer=True)
+            vector_store.drop_built(args.data_dir, old["name"], oc)
             print(f"deleted the previous collection {old['name']}")
         else:
             print(f"previous collection {old['name']} kept (s10 compares it); --drop-old deletes it")

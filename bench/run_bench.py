@@ -337,7 +337,7 @@ def table(res: dict) -> str:
                 extra = ""
                 if "encode" in x:
                     extra = (f"; encode median {x['encode']['median_ms']:.2f} ms ({x.get('encoder', 'torch')}), index "
-                             f"search median {x['chroma_query']['median_ms']:.2f} ms")
+                             f"search median {x['index_search']['median_ms']:.2f} ms")
                 if x.get("index_recall_at_10") is not None:
                     extra += f"; index recall@10 vs exact {x['index_recall_at_10']:.4f}"
                 out.append(f"| s09 {mode} query | {s['median_ms'] / 1000:.4f} | {s['n']} | {1000 / s['mean_ms']:,.0f} | | | "

@@ -128,7 +128,8 @@ class FullVectors:
 
 # ------------------------------------------------------------------ the index s05..s10 query
 class DenseIndex:
-    """A built index: its Chroma collection (or shards) and, when it has them, its full vectors.
+    """A built index: its HNSW graph (a faiss file, a Chroma collection or Chroma shards) and, when
+    it has them, its full vectors.
 
     search(full query vectors, k) -> (ids, scores): Chroma's top `depth` by the index vectors,
     rescored with the full vectors (exact cosine of the model); without a full-vector file (an
@@ -165,7 +166,8 @@ class DenseIndex:
         # top n) is rescored
         r = self.col.query(query_embeddings=self.query_vectors(q), n_results=n,
                            include=["distances"] if self.full is None else [])
-        ids = [np.array([int(x) for x in row], dtype=np.int64) for row in r["ids"]]
+        ids = [row if isinstance(row, np.ndarray) else np.array([int(x) for x in row], dtype=np.int64)
+               for row in r["ids"]]  # Chroma's ids are strings; faiss_index gives int64 arrays
         if self.full is None:
             return [i.tolist() for i in ids], [[1.0 - float(d) for d in row] for row in r["distances"]]
         out_ids, out_sc = [], []
@@ -192,6 +194,6 @@ class DenseIndex:
         return [m.get(str(int(i))) or "" for i in ids]
 
     def warm_up(self):
-        """The first query loads the HNSW graph from disk (seconds at 1M passages)."""
+        """The first query loads the HNSW graph from disk (about a second at 1M passages)."""
         self.col.query(query_embeddings=np.full((1, self.index_dim), 0.1, np.float32), n_results=1,
                        include=["distances"])

@@ -25,11 +25,13 @@ def auto_shards(total: int, host: str | None) -> int:
 def index_checkpoint(data_dir: Path, ckpt_path: Path, c, device, encode_batch: int = 2048,
                      write_batch: int = 5000, store_text: bool = False, max_len: int = 256,
                      hnsw: dict | None = None, log=print, shards: int = 0, host: str | None = None,
-                     index_dim: int = dense_index.INDEX_DIM, depth: int = dense_index.DEPTH) -> dict:
+                     index_dim: int = dense_index.INDEX_DIM, depth: int = dense_index.DEPTH,
+                     backend: str | None = None, save_every: int = 250_000) -> dict:
     """Encode and index every passage: the full vectors into data/indexes/<name>.vectors.npy, the
-    short index vectors (common/dense_index.py) into Chroma. With shards > 1 (embedded store only)
-    each shard is built by its own process into data/chroma-shard-i, and queries merge the shards'
-    top-k."""
+    short index vectors (common/dense_index.py) into an HNSW graph: a faiss file
+    (common/faiss_index.py; the default without a Chroma server) or a Chroma collection. With
+    Chroma and shards > 1 (embedded store only) each shard is built by its own process into
+    data/chroma-shard-i, and queries merge the shards' top-k."""
     from tqdm import tqdm
     d = Path(data_dir)
     vocab, vm = load_vocab(d)
@@ -41,12 +43,24 @@ def index_checkpoint(data_dir: Path, ckpt_path: Path, c, device, encode_batch: i
     total = _count(d / "passages_tok.parquet")
     cfg = model.config
     index_dim = min(int(index_dim), model.dim) if cfg["lex_dim"] else model.dim
-    name = vector_store.collection_name(ckpt["fingerprint"], hnsw, index_dim if index_dim < model.dim else None)
+    backend = backend or ("chroma" if host else "faiss")
+    if backend == "faiss" and (host or store_text):
+        raise StageError("--chroma-host and --store-text are for --backend chroma")
+    if backend == "faiss":
+        from . import faiss_index
+        shards = shards or faiss_index.auto_shards(total)
+        # another shard count is another index (a rebuild never touches the one s09 may be querying)
+        key = dict(hnsw or {}, backend=backend, **({"shards": shards} if shards > 1 else {}))
+    else:
+        shards = shards or auto_shards(total, host)
+        key = dict(hnsw or {}, backend=backend)
+    name = vector_store.collection_name(ckpt["fingerprint"], key, index_dim if index_dim < model.dim else None)
     meta = {"model_fingerprint": ckpt["fingerprint"], "vocab_fingerprint": vocab.fingerprint,
             "passages_tok": ptm["fingerprint"], "dim": model.dim, "index_dim": index_dim,
             "out_dim": cfg["out_dim"], "lex_dim": cfg["lex_dim"], "depth": int(depth), "full_vectors": True,
             "store_text": store_text}
-    shards = shards or auto_shards(total, host)
+    if backend == "faiss":
+        meta["backend"] = "faiss"
 
     def finish(state):
         """What data/active_index.json records: the build (with the ef_search asked for now: a
@@ -55,9 +69,10 @@ def index_checkpoint(data_dir: Path, ckpt_path: Path, c, device, encode_batch: i
         from .query_encoder import export
         ef = (hnsw or {}).get("ef_search") or vector_store.auto_ef_search(total)
         n = int(state.get("shards", 1))
-        cols = [vector_store.get_collection(c, state["name"])] if n <= 1 else \
-            [vector_store.get_collection(vector_store.client(d, shard=i), state["name"]) for i in range(n)]
-        vector_store.set_ef_search([x for x in cols if x is not None], ef)
+        if state.get("backend") != "faiss":  # (a faiss graph takes it from the progress file when read)
+            cols = [vector_store.get_collection(c, state["name"])] if n <= 1 else \
+                [vector_store.get_collection(vector_store.client(d, shard=i), state["name"]) for i in range(n)]
+            vector_store.set_ef_search([x for x in cols if x is not None], ef)
         if (state.get("hnsw") or {}).get("ef_search") != ef:
             state = dict(state, hnsw=dict(state.get("hnsw") or {}, ef_search=ef))
             vector_store.write_json(vector_store.progress_path(d, state["name"]), state)
@@ -65,6 +80,18 @@ def index_checkpoint(data_dir: Path, ckpt_path: Path, c, device, encode_batch: i
         return dict(state, checkpoint=str(Path(ckpt_path).name), stage=ckpt.get("stage"),
                     checkpoint_manifest=require(ckpt_path)["fingerprint"], query_encoder=qe)
     dense_index.check_index_dim(cfg["out_dim"], cfg["lex_dim"], index_dim)  # now, not after the first batch
+    if backend == "faiss":  # shards are graphs in this process, not processes: one name for any number
+        _prepare_vector_file(d, name, meta, total)
+        table = TokenTable.read(d / "passages_tok.parquet", "passage_id")
+        full = dense_index.VectorWriter(dense_index.vectors_path(d, name))
+        graph = {k: v for k, v in dict(vector_store.HNSW, **(hnsw or {})).items() if k != "space"}
+        with tqdm(total=total, desc=f"index {name}", unit="passage", mininterval=1) as bar:
+            state = faiss_index.build(d, name, meta, total,
+                                      _encoded_batches(model, table, device, meta, 0, total, encode_batch, max_len, full),
+                                      graph, progress=bar, log=log, progress_path=vector_store.progress_path(d, name),
+                                      save_every=save_every, kill_env=vector_store.KILL_ENV, shards=shards)
+        full.close()
+        return finish(state)
     _prepare_vector_file(d, name if shards <= 1 else f"{name}-x{shards}", meta, total)
     if shards <= 1:
         with tqdm(total=total, desc=f"index {name}", unit="passage", mininterval=1) as bar:
@@ -139,20 +166,27 @@ def _build_range(d, model, c, device, name, meta, lo, hi, encode_batch, write_ba
             raise StageError("passages.parquet and passages_tok.parquet differ in length: re-run s02_tkn_ms_marco.py")
 
     full = dense_index.VectorWriter(dense_index.vectors_path(d, vec_name))
+    state = vector_store.build(c, d, name, meta, total,
+                               _encoded_batches(model, table, device, meta, lo, hi, encode_batch, max_len, full, texts),
+                               write_batch, progress=bar, hnsw=hnsw, log=log, progress_file=progress_file)
+    full.close()
+    return state
+
+
+def _encoded_batches(model, table, device, meta, lo, hi, encode_batch, max_len, full, texts=None):
+    """batches(start): (ids, index vectors, documents or None) of rows lo+start..hi, the full vectors
+    written to the vector file on the way (before the index has them: progress is only recorded
+    after both)."""
     cfg = model.config
 
     def batches(start):
         for s in range(lo + start, hi, encode_batch):
             rows = np.arange(s, min(s + encode_batch, hi))
             vecs = encode_rows(model, table, rows, "passage", device, batch_size=512, max_len=max_len)
-            full.write(s, vecs)  # before Chroma has them: progress is only recorded after both
+            full.write(s, vecs)
             docs = texts.slice(s, len(rows)).to_pylist() if texts is not None else None
             yield table.ids[rows], dense_index.index_vectors(vecs, cfg["out_dim"], cfg["lex_dim"], meta["index_dim"]), docs
-
-    state = vector_store.build(c, d, name, meta, total, batches, write_batch, progress=bar, hnsw=hnsw, log=log,
-                               progress_file=progress_file)
-    full.close()
-    return state
+    return batches
 
 
 def _shard_worker(d, ckpt_path, i, shards, lo, hi, name, meta, encode_batch, write_batch, store_text, max_len, hnsw):

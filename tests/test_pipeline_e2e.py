@@ -131,17 +131,20 @@ def test_missing_input_names_the_script_to_run(tmp_path):
     assert "run s02_tkn_ms_marco.py first" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_sharded_index_answers_like_one_collection(pipeline):
-    """s08 --shards 2: two HNSW graphs built by two processes, queried as one (merged top-k)."""
+def test_chroma_shards_answer_like_the_faiss_index(pipeline):
+    """s08 --backend chroma --shards 2: two Chroma HNSW graphs built by two processes, queried as one
+    (merged top-k), answer like the default faiss graph."""
     import json
     data, _ = pipeline
     from common.search import Searcher
     before = Searcher(data, mode="dense")
     q = [r for r in pq.read_table(data / "queries.parquet").to_pylist() if r["split"] == "test"][:10]
     ref = [[h.passage_id for h in before.search(r["query"], 5)] for r in q]
-    run("s08_reencode_all.py", data, "--shards", "2")
+    assert json.loads((data / "active_index.json").read_text())["backend"] == "faiss"
+    assert before.index.col.__class__.__name__ == "FaissIndex"
+    run("s08_reencode_all.py", data, "--backend", "chroma", "--shards", "2")
     active = json.loads((data / "active_index.json").read_text())
-    assert active["shards"] == 2 and active["total"] == pq.ParquetFile(data / "passages.parquet").metadata.num_rows
+    assert active["shards"] == 2 and "backend" not in active and active["total"] == pq.ParquetFile(data / "passages.parquet").metadata.num_rows
     s = Searcher(data, mode="dense")
     assert s.index.count() == active["total"]
     got = [[h.passage_id for h in s.search(r["query"], 5)] for r in q]

@@ -12,7 +12,7 @@ from conftest import ROOT
 from test_robustness_common import copy_data, run
 
 KILL = "MSMARCO_TEST_KILL_AFTER_BATCHES"
-SMALL = ("--encode-batch", "64", "--write-batch", "32")
+SMALL = ("--encode-batch", "64", "--write-batch", "32", "--save-every", "64")  # kill after N writes / saves
 
 
 def open_collection(data, name):
@@ -27,6 +27,9 @@ def open_collection(data, name):
 
 def check_complete(data, name):
     """The right count, no duplicates, exactly the passages of passages.parquet, each findable."""
+    st = json.loads((data / "indexes" / f"{name}.json").read_text())
+    if st.get("backend") == "faiss":
+        return check_complete_faiss(data, name, st)
     want = set(pq.read_table(data / "passages.parquet", columns=["passage_id"])["passage_id"].to_pylist())
     col = open_collection(data, name)
     assert col.count() == len(want)
@@ -39,11 +42,28 @@ def check_complete(data, name):
     # the full vectors (written in place, resumed with the collection): every row filled, and each
     # is the one Chroma's short vector was cut from
     from common import dense_index
-    st = json.loads((data / "indexes" / f"{name}.json").read_text())
     full = dense_index.FullVectors(data, name).get(ids)
     np.testing.assert_allclose(np.linalg.norm(full, axis=1), 1, atol=2e-3)
     short = dense_index.index_vectors(full, st["out_dim"], st["lex_dim"], st["index_dim"])
     np.testing.assert_allclose(short, np.asarray(got["embeddings"], np.float32), atol=3e-3)
+
+
+def check_complete_faiss(data, name, st):
+    """The graph holds every row once, its labels map to exactly the passages of passages.parquet,
+    each passage finds itself through it, and no partial graph is left."""
+    import faiss
+    from common import dense_index, faiss_index, vector_store
+    ids = pq.read_table(data / "passages.parquet", columns=["passage_id"])["passage_id"].to_numpy()
+    g = faiss.read_index(str(faiss_index.index_path(data, name)))
+    assert g.ntotal == len(ids) == st["total"]
+    assert not faiss_index.partial_path(data, name).exists()
+    assert sorted(faiss_index.row_ids(data, name).tolist()) == sorted(ids.tolist())
+    full = dense_index.FullVectors(data, name).get(ids)
+    np.testing.assert_allclose(np.linalg.norm(full, axis=1), 1, atol=2e-3)  # every row of the file filled
+    idx = vector_store.open_built(data, name)
+    got, _ = idx.search(full, 3)
+    found = sum(int(i) in row for i, row in zip(ids, got))
+    assert found >= 0.99 * len(ids), f"{found}/{len(ids)} passages find themselves"
 
 
 def active(data):
@@ -101,6 +121,18 @@ def test_s08_killed_keeps_old_index_then_switches(data):
     assert new["name"] != old["name"] and new["model_fingerprint"] == fp and new["complete"]
     check_complete(d, new["name"])
     check_complete(d, old["name"])  # kept, untouched
+
+
+def test_chroma_build_killed_then_rerun_completes(data):
+    """The same with --backend chroma: killed after 3 written batches, resumed, complete."""
+    d, _, _ = data
+    r = run("s08_reencode_all.py", d, *SMALL, "--backend", "chroma", check=False, env={KILL: "3"})
+    assert r.returncode == -9
+    r = run("s08_reencode_all.py", d, *SMALL, "--backend", "chroma")
+    assert "resuming" in r.stdout
+    a = active(d)
+    assert "backend" not in a and a["complete"]
+    check_complete(d, a["name"])
 
 
 HOLDER = r"""
