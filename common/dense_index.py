@@ -160,6 +160,9 @@ class DenseIndex:
     def search(self, q: np.ndarray, k: int, depth: int | None = None):
         """Top-k per query: (ids as int64 lists, cosine scores as float lists)."""
         q = np.asarray(q, dtype=np.float32)
+        if self.by_rows:
+            rows, sc = self.search_rows(q, k, depth)
+            return [self.col.row_ids[r].tolist() for r in rows], [s.astype(float).tolist() for s in sc]
         k = max(1, min(int(k), self.total or self.col.count()))
         n = min(max(k, depth or self.depth), self.total or self.col.count()) if self.full is not None else k
         # With the full vectors, Chroma's distances are not needed: every candidate (each shard's
@@ -177,6 +180,27 @@ class DenseIndex:
             out_ids.append(cand[top].tolist())
             out_sc.append(s[top].astype(float).tolist())
         return out_ids, out_sc
+
+    @property
+    def by_rows(self) -> bool:
+        """The graph answers with rows of the vector file (faiss): no id lookups on the way."""
+        return self.full is not None and hasattr(self.col, "query_rows")
+
+    def search_rows(self, q: np.ndarray, k: int, depth: int | None = None):
+        """search() in rows of the vector file (faiss backend only): (rows, scores) per query, as
+        arrays. Skips two lookups in the sorted ids (1M ids: ~0.3 ms each, the cache being cold
+        after the graph search)."""
+        q = np.asarray(q, dtype=np.float32)
+        k = max(1, min(int(k), self.total))
+        cand = self.col.query_rows(self.query_vectors(q), min(max(k, depth or self.depth), self.total))
+        out_rows, out_sc = [], []
+        for qi, r in enumerate(cand):
+            r = np.sort(r)  # ascending rows: fewer seeks in the mapped file
+            s = np.asarray(self.full.vecs[r], dtype=np.float32) @ q[qi]
+            top = np.argsort(-s, kind="stable")[:k]
+            out_rows.append(r[top])
+            out_sc.append(s[top])
+        return out_rows, out_sc
 
     def vectors(self, ids) -> np.ndarray:
         """The passages' full vectors (float32; zeros for unknown ids)."""

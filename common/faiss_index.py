@@ -222,7 +222,19 @@ class FaissIndex:
     def count(self) -> int:
         return self.total
 
-    def query(self, query_embeddings, n_results: int, include: list):
+    @property
+    def row_ids(self) -> np.ndarray:
+        """Passage id of each row of passages_tok (= of the vector file)."""
+        if self._graphs is None:
+            self._load()
+        return self._ids
+
+    def query_rows(self, query_embeddings, n_results: int) -> list[np.ndarray]:
+        """Every graph's top n_results rows together, per query (the caller rescores them)."""
+        out = self.query(query_embeddings, n_results, [], as_rows=True)
+        return out["ids"]
+
+    def query(self, query_embeddings, n_results: int, include: list, as_rows: bool = False):
         """Chroma's answer shape: {"ids": [int64 arrays]}, every graph's top n_results together (the
         caller rescores them); with "distances" (cosine distance), merged into one top n_results."""
         graphs = self._graphs or self._load()
@@ -239,7 +251,7 @@ class FaissIndex:
             top = np.argsort(-sims, axis=1, kind="stable")[:, :n_results]
             sims, rows = np.take_along_axis(sims, top, 1), np.take_along_axis(rows, top, 1)
         keep = [r >= 0 for r in rows]
-        out = {"ids": [self._ids[r[m]] for r, m in zip(rows, keep)]}
+        out = {"ids": [r[m] if as_rows else self._ids[r[m]] for r, m in zip(rows, keep)]}
         if "distances" in include:
             out["distances"] = [(1.0 - s[m]).tolist() for s, m in zip(sims, keep)]
         return out

@@ -76,22 +76,44 @@ def _z(x: np.ndarray) -> np.ndarray:
     return (x - x.mean()) / (sd if sd > 1e-12 else 1.0)
 
 
-def hybrid_features(qv: np.ndarray, d_ids, bm25, text: str, vectors_for, out_dim: int, depth: int = 100):
-    """Candidates of one query and their (cosine, semantic cosine, bm25) scores.
-    vectors_for(ids) -> the candidates' stored vectors."""
-    rows, vals = bm25.hits(text)  # the passages containing a query term, rows ascending
+def _bm25_top(bm25, text: str, depth: int):
+    """The query's BM25 hits (rows ascending, scores) and the rows of its top `depth`."""
+    rows, vals = bm25.hits(text)  # the passages containing a query term
     k = min(depth, len(rows))
     top = np.argpartition(-vals, k - 1)[:k] if k < len(rows) else np.arange(len(rows))
-    b_ids = bm25.ids[rows[top[vals[top] > 0]]]
-    cand = np.array(list(dict.fromkeys([int(x) for x in d_ids] + [int(x) for x in b_ids])), dtype=np.int64)
-    if len(cand) == 0:
-        return cand, np.zeros((0, 3))
-    V = vectors_for(cand)
+    return rows, vals, rows[top[vals[top] > 0]]
+
+
+def _features(qv, V, out_dim, rows, vals, cand_rows):
     dense = V @ qv
     sem = V[:, :out_dim] @ qv[:out_dim]
-    pos, found = find_sorted(rows, bm25.rows(cand))  # candidates without a query term score 0
+    pos, found = find_sorted(rows, cand_rows)  # candidates without a query term score 0
     bm = np.where(found, vals[pos] if len(vals) else 0.0, 0.0)
-    return cand, np.stack([dense, sem, bm], axis=1)
+    return np.stack([dense, sem, bm], axis=1)
+
+
+def hybrid_features(qv: np.ndarray, d_ids, bm25, text: str, vectors_for, out_dim: int, depth: int = 100):
+    """Candidates of one query (passage ids) and their (cosine, semantic cosine, bm25) scores.
+    vectors_for(ids) -> the candidates' stored vectors."""
+    rows, vals, b_rows = _bm25_top(bm25, text, depth)
+    cand = np.array(list(dict.fromkeys([int(x) for x in d_ids] + [int(x) for x in bm25.ids[b_rows]])), dtype=np.int64)
+    if len(cand) == 0:
+        return cand, np.zeros((0, 3))
+    return cand, _features(qv, vectors_for(cand), out_dim, rows, vals, bm25.rows(cand))
+
+
+def hybrid_features_rows(qv: np.ndarray, d_rows, bm25, text: str, vecs, out_dim: int, depth: int = 100):
+    """hybrid_features in rows, when BM25's rows are the vector file's rows (both in passages
+    order): candidates as rows, vectors read straight from `vecs` (the memory-mapped file)."""
+    rows, vals, b_rows = _bm25_top(bm25, text, depth)
+    cand = np.array(list(dict.fromkeys(np.concatenate([np.asarray(d_rows, np.int64), b_rows]).tolist())),
+                    dtype=np.int64)
+    if len(cand) == 0:
+        return cand, np.zeros((0, 3))
+    order = np.argsort(cand)  # ascending rows: fewer seeks in the mapped file
+    V = np.empty((len(cand), vecs.shape[1]), np.float32)
+    V[order] = vecs[cand[order]]
+    return cand, _features(qv, V, out_dim, rows, vals, cand)
 
 
 def hybrid_rank(cand: np.ndarray, feats: np.ndarray, w_dense: float, w_sem: float, k: int):

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from . import vector_store
 from .artifacts import StageError
 from .corpus import load_vocab
@@ -34,7 +36,7 @@ class Searcher:
     def __init__(self, data_dir: Path, device="cpu", chroma_host=None, chroma_port=8000, warm_up=True,
                  mode: str | None = "dense", weights: tuple | None = None):
         self.bm25 = None
-        self._bm25_loader, self._bm25_error, self._warm = None, None, None
+        self._bm25_loader, self._bm25_error, self._warm, self._aligned = None, None, None, None
         self.data_dir = Path(data_dir)
         self.active = vector_store.active(self.data_dir)
         self.vocab, _ = load_vocab(self.data_dir)
@@ -159,6 +161,13 @@ class Searcher:
             self._load_bm25()
         return self.bm25
 
+    def _rows_aligned(self, bm25) -> bool:
+        """Whether hybrid can work in rows: a faiss index (rows of passages_tok) and BM25 (rows of
+        passages.parquet) list the passages in the same order (s02 keeps s00's order). Checked once."""
+        if self._aligned is None:
+            self._aligned = bool(self.index.by_rows and np.array_equal(self.index.col.row_ids, bm25.ids))
+        return self._aligned
+
     def _texts_for(self, ids):
         if self.active.get("store_text", False):
             return self.index.documents(ids)
@@ -184,14 +193,18 @@ class Searcher:
             b_ids, b_sc = bm25.search([text], k)
             ids, scores = b_ids[0].tolist(), b_sc[0].tolist()
         else:
-            from .retrieval import hybrid_features, hybrid_rank
-            d_ids = []
-            if dense_ok:
-                d_ids = self.index.search(v, depth)[0][0]
-            cand, feats = hybrid_features(v[0], d_ids, bm25, text, self.index.vectors, self.out_dim, depth)
+            from .retrieval import hybrid_features, hybrid_features_rows, hybrid_rank
             w = self.weights if dense_ok else (0.0, 0.0)  # no word the model knows: BM25 alone
-            ids, scores = hybrid_rank(cand, feats, w[0], w[1], k)
-            ids, scores = ids.tolist(), scores.tolist()
+            if self._rows_aligned(bm25):
+                d_rows = self.index.search_rows(v, depth)[0][0] if dense_ok else []
+                cand, feats = hybrid_features_rows(v[0], d_rows, bm25, text, self.index.full.vecs, self.out_dim, depth)
+                rows, scores = hybrid_rank(cand, feats, w[0], w[1], k)
+                ids, scores = bm25.ids[rows].tolist(), scores.tolist()
+            else:
+                d_ids = self.index.search(v, depth)[0][0] if dense_ok else []
+                cand, feats = hybrid_features(v[0], d_ids, bm25, text, self.index.vectors, self.out_dim, depth)
+                ids, scores = hybrid_rank(cand, feats, w[0], w[1], k)
+                ids, scores = ids.tolist(), scores.tolist()
         texts = self._texts_for(ids)
         return [Hit(r + 1, float(s), int(p), t) for r, (p, s, t) in enumerate(zip(ids, scores, texts))]
 

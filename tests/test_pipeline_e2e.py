@@ -151,3 +151,25 @@ def test_chroma_shards_answer_like_the_faiss_index(pipeline):
     overlap = sum(len(set(a) & set(b)) for a, b in zip(ref, got)) / (5 * len(q))
     assert overlap >= 0.9, overlap
     assert all(h.text for h in s.search(q[0]["query"], 3))
+
+
+def test_hybrid_in_rows_answers_like_hybrid_by_ids(pipeline):
+    """On a faiss index, hybrid works in rows of the vector file (no id lookups); the same query by
+    passage ids (the path of a Chroma index) ranks the same passages with the same scores."""
+    import numpy as np
+    import json
+    data, _ = pipeline
+    from common.search import Searcher
+    if json.loads((data / "active_index.json").read_text()).get("backend") != "faiss":
+        r = run("s08_reencode_all.py", data)  # back to the default backend (already built: not redone)
+        assert "already complete" in r.stdout
+    s = Searcher(data, mode="hybrid")
+    q = [r["query"] for r in pq.read_table(data / "queries.parquet").to_pylist() if r["split"] == "test"][:15]
+    by_rows = [s.search(t, 10) for t in q]
+    assert s._aligned is True
+    s._aligned = False
+    by_ids = [s.search(t, 10) for t in q]
+    for a, b in zip(by_rows, by_ids):
+        assert [h.passage_id for h in a] == [h.passage_id for h in b]
+        np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=1e-5)
+    s.close()
