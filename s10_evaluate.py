@@ -136,11 +136,11 @@ def main():
         curves[name] = (KS, recall_curve(ids, rel, KS))
     # the index against exact search, for the model s09 uses
     ex_i, _ = ev.dense_exact(ckpt_name, qids, 10)
-    index_recall = float(np.mean([len(set(a[:10]) & set(b[:10])) / 10 for a, b in zip(d_i, ex_i)])) if dense_how == "chroma" else None
+    index_recall = float(np.mean([len(set(a[:10]) & set(b[:10])) / 10 for a, b in zip(d_i, ex_i)])) if dense_how != "exact" else None
 
     result = {"split": args.split, "queries": int(len(qids)), "pool": int(len(corpus.ptok)), "full_pool": rows,
               "hybrid_weights": weights, "validation_mrr@10": val_modes, "checkpoint": ckpt_name,
-              "index_recall_at_10": index_recall, "data_dir": str(eval_dir), "seconds": None}
+              "index_recall_at_10": index_recall, "index_backend": dense_how, "data_dir": str(eval_dir), "seconds": None}
 
     # ---- rerank-own-candidates setting, where queries have several candidates
     rq, rt, rr, rc = ev.split(args.split, rerank=True)

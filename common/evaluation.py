@@ -60,13 +60,14 @@ class Evaluator:
         return vector_store.find_built(self.d, ckpt["fingerprint"], self.client)
 
     def dense(self, ckpt_name: str, qids: np.ndarray, k: int = DEPTH):
-        """(ids, scores, how) for a checkpoint; through Chroma when it has a complete collection."""
+        """(ids, scores, how) for a checkpoint; through its index (how: "faiss" or "chroma") when it has
+        a complete one, else exact search."""
         model, ckpt = self.model(ckpt_name)
         qv = encode_rows(model, self.corpus.qtok, self.corpus.qidx.rows(qids), "query", self.device, max_len=64)
         col = self.collection_for(ckpt)
         if col is not None:
             ids, sc = retrieval.dense_chroma(col, qv, k)
-            return ids, sc, "chroma"
+            return ids, sc, col.state.get("backend", "chroma")
         ids, sc = retrieval.dense_exact(self.pool_vectors(ckpt_name), self.corpus.ptok.ids, qv, k, self.device)
         return ids, sc, "exact"
 
@@ -229,7 +230,8 @@ def markdown(result: dict) -> str:
         lines.append(f"\nhybrid = {w['dense']} z(cosine) + {w['sem']} z(semantic-part cosine) + {w['bm25']} z(BM25) "
                      f"over the union of both top-{DEPTH}s; weights tuned on validation MRR@10.\n")
     if result.get("index_recall_at_10") is not None:
-        lines.append(f"\nDense index (Chroma HNSW over the short vectors, its top candidates rescored with the full "
-                     f"ones) recall@10 against exact search, active model: {result['index_recall_at_10']:.4f}\n")
+        lines.append(f"\nDense index ({result.get('index_backend', 'chroma')} HNSW over the short vectors, its top "
+                     f"candidates rescored with the full ones) recall@10 against exact search, active model: "
+                     f"{result['index_recall_at_10']:.4f}\n")
     return "".join(lines)
 
