@@ -1,4 +1,4 @@
-"""Stage 6: mine hard negatives for the training queries with the s04 model and its ChromaDB index.
+"""Stage 6: mine hard negatives for the training queries with the s04 model and its index.
 
 For each training query: its top `--depth` passages from the s04 collection; negatives are drawn
 from ranks `--skip`..`--depth` (below the very top, where false negatives crowd), never a passage

@@ -1,7 +1,7 @@
 """Stage 10: measure retrieval quality, side by side with baselines.
 
 For a split (default test), every query ranks the WHOLE pool (every unique passage of all splits)
-through ChromaDB as s09 queries it; MRR@10, Recall@10, Recall@100 and nDCG@10 (ranx) for:
+through its index as s09 queries it; MRR@10, Recall@10, Recall@100 and nDCG@10 (ranx) for:
 BM25 (bm25s + Snowball stemmer), the untrained GloVe average, the s04 model, the s07 model, and
 hybrid (the active model fused with BM25; its weight tuned on the validation split). Where queries
 have several candidate passages (real v1.1 rows) the "rerank the query's own candidates" setting is
@@ -88,7 +88,7 @@ def main():
     ev = Evaluator(eval_dir, main_dir, corpus, device, client)
     if ev.model(ckpt_name) is None:
         raise StageError(f"{main_dir / ckpt_name} not found: run s04_train_tower.py (and s07) first")
-    if args.source:  # index the external pool with the checkpoint, in its own Chroma under eval_dir
+    if args.source:  # index the external pool with the checkpoint, in its own index under eval_dir
         from common.indexing import index_checkpoint
         index_checkpoint(eval_dir, main_dir / ckpt_name, client, device)
 

@@ -17,7 +17,7 @@ ALPHAS = [round(a, 2) for a in np.arange(0.0, 1.0001, 0.05)]
 
 
 class Evaluator:
-    """Holds what every system needs for one data dir (its pool, queries, BM25, Chroma)."""
+    """Holds what every system needs for one data dir (its pool, queries, BM25, index)."""
 
     def __init__(self, data_dir: Path, model_dir: Path, corpus, device, client=None, log=print):
         self.d = Path(data_dir)

@@ -80,7 +80,7 @@ def index_checkpoint(data_dir: Path, ckpt_path: Path, c, device, encode_batch: i
         return dict(state, checkpoint=str(Path(ckpt_path).name), stage=ckpt.get("stage"),
                     checkpoint_manifest=require(ckpt_path)["fingerprint"], query_encoder=qe)
     dense_index.check_index_dim(cfg["out_dim"], cfg["lex_dim"], index_dim)  # now, not after the first batch
-    if backend == "faiss":  # shards are graphs in this process, not processes: one name for any number
+    if backend == "faiss":  # shards are graphs built in turn by this process (Chroma: one process each)
         _prepare_vector_file(d, name, meta, total)
         table = TokenTable.read(d / "passages_tok.parquet", "passage_id")
         full = dense_index.VectorWriter(dense_index.vectors_path(d, name))

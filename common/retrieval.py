@@ -1,5 +1,5 @@
-"""Retrieval systems compared in s10 and offered by s09: dense (a checkpoint through its ChromaDB
-collection, or exact search when it has none), BM25, the untrained GloVe average, and hybrid.
+"""Retrieval systems compared in s10 and offered by s09: dense (a checkpoint through its index
+(faiss or ChromaDB), or exact search when it has none), BM25, the untrained GloVe average, and hybrid.
 
 Hybrid: the candidates are the union of the dense top-`depth` (from the index) and the BM25
 top-`depth`; each gets three exact scores, z-normalised over the candidates of its query:
@@ -16,7 +16,7 @@ from .corpus import find_sorted
 
 
 def dense_chroma(index, qv: np.ndarray, k: int, batch: int = 500):
-    """Top-k through a built index (common.dense_index.DenseIndex: Chroma, then the full vectors)."""
+    """Top-k through a built index (common.dense_index.DenseIndex: the HNSW graph, then the full vectors)."""
     ids, sc = [], []
     for s in range(0, len(qv), batch):
         i, c = index.search(qv[s:s + batch], k)

@@ -48,7 +48,7 @@ class Searcher:
         port = chroma_port if chroma_host is not None else self.active.get("chroma_port", 8000)
         self.index = vector_store.open_built(self.data_dir, self.active["name"], host=host, port=port)
         if self.index is None:
-            raise StageError(f"collection {self.active['name']} is missing from Chroma: re-run s08_reencode_all.py")
+            raise StageError(f"collection {self.active['name']} is missing: re-run s08_reencode_all.py")
         self._texts = None
         background = warm_up == "background"
         # The first query loads the HNSW index from disk (seconds at 1M passages), and hybrid needs
