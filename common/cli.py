@@ -29,6 +29,14 @@ def add_wandb(p: argparse.ArgumentParser):
     p.add_argument("--wandb-project", default="msmarco-search")
 
 
+def usable_cores() -> int:
+    """The cores this process may use: its CPU affinity where the OS has one (Linux), else all."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
 def setup_torch(args):
     """Pick the device and thread count; returns a torch.device."""
     import torch

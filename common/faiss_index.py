@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -38,8 +39,9 @@ def auto_shards(total: int) -> int:
     parallel threads, and smaller graphs find more of the exact neighbours for the same ef_search:
     at 1M passages on 2 cores, two graphs at ef_search 300 find as much as one at 800 in half the time
     (bench/README.md)."""
+    from .cli import usable_cores
     from .vector_store import SMALL_INDEX
-    return 1 if total < SMALL_INDEX else max(1, min(4, len(os.sched_getaffinity(0))))
+    return 1 if total < SMALL_INDEX else min(4, usable_cores())
 
 
 def graph_path(data_dir: Path, name: str, i: int = 0, shards: int = 1) -> Path:
@@ -55,11 +57,22 @@ def partial_path(data_dir: Path, name: str) -> Path:
 
 
 def _faiss():
+    if sys.platform == "darwin":
+        # macOS wheels of torch and faiss-cpu each bundle libomp; the second one to start aborts the
+        # process (OMP Error #15) unless told to share, and faiss's parallel kernels can then crash:
+        # the known workaround is this variable and one faiss thread (faiss-wheels issue #73)
+        os.environ.setdefault("KMP_DUPLICATE_LIB_OK", "TRUE")
     try:
         import faiss
     except ImportError as e:  # requirements.txt has it: a broken or foreign environment
         raise StageError(f"faiss is not installed ({e}): run ./setup_env.sh, or pass --backend chroma")
     return faiss
+
+
+def _threads() -> int:
+    """faiss's OpenMP threads for a build: every core this process may use (one on macOS, above)."""
+    from .cli import usable_cores
+    return 1 if sys.platform == "darwin" else usable_cores()
 
 
 def _write(index, path: Path):
@@ -125,7 +138,7 @@ def build(data_dir: Path, name: str, meta: dict, total: int, batches, hnsw: dict
         log(f"resuming {name} at passage {start:,} of {total:,}")
     graph = graph or new_graph()
     cur = next(i for i, (lo, hi) in enumerate(bounds) if lo <= start < hi) if start < total else shards - 1
-    faiss.omp_set_num_threads(max(1, len(os.sched_getaffinity(0))))
+    faiss.omp_set_num_threads(_threads())
     if progress is not None:
         progress.update(start)
     kill_after = int(os.environ.get(kill_env) or 0) if kill_env else 0
@@ -205,6 +218,8 @@ class FaissIndex:
         with self._lock:
             if self._graphs is None:
                 faiss = _faiss()
+                if sys.platform == "darwin":
+                    faiss.omp_set_num_threads(1)
                 graphs = []
                 for p, (lo, hi) in zip(self.paths, self.bounds):
                     g = faiss.read_index(str(p))

@@ -16,10 +16,10 @@ from .vocab import TokenTable
 def auto_shards(total: int, host: str | None) -> int:
     """Parallel shards for an embedded build: one per core from 200k passages (each shard's HNSW
     insert runs in its own process); one below that, where start-up costs more than it saves."""
-    import os
+    from .cli import usable_cores
     if host or total < vector_store.SMALL_INDEX:
         return 1
-    return max(1, min(4, len(os.sched_getaffinity(0))))  # the cores this process may use
+    return min(4, usable_cores())
 
 
 def index_checkpoint(data_dir: Path, ckpt_path: Path, c, device, encode_batch: int = 2048,
