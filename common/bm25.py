@@ -36,18 +36,16 @@ class BM25Index:
         k = min(k, len(self.ids))
         out_i = np.zeros((len(queries), k), dtype=np.int64)
         out_s = np.zeros((len(queries), k), dtype=np.float32)
-        has = [i for i, t in enumerate(toks) if t]
-        if 0 < len(has) <= 4:  # a few queries (s09): their posting lists are ~30x faster than retrieve()
-            for i in has:
-                rows, sc = self._hits(toks[i])
-                kk = min(k, len(rows))
-                top = np.argpartition(-sc, kk - 1)[:kk] if kk < len(rows) else np.arange(len(rows))
-                top = top[np.argsort(-sc[top], kind="stable")]
-                out_i[i, :kk], out_s[i, :kk] = rows[top], sc[top]
-        elif has:
-            docs, scores = self.retriever.retrieve([toks[i] for i in has], k=k, show_progress=False, n_threads=1)
-            out_i[has] = docs
-            out_s[has] = scores
+        # Each query from its terms' posting lists: ~30x faster than bm25s's retrieve(), which scores
+        # every passage of the pool (at 1M passages s10's 20,000 queries took over 30 minutes)
+        for i, t in enumerate(toks):
+            if not t:
+                continue
+            rows, sc = self._hits(t)
+            kk = min(k, len(rows))
+            top = np.argpartition(-sc, kk - 1)[:kk] if kk < len(rows) else np.arange(len(rows))
+            top = top[np.argsort(-sc[top], kind="stable")]
+            out_i[i, :kk], out_s[i, :kk] = rows[top], sc[top]
         return self.ids[out_i], out_s
 
     def rows(self, ids) -> np.ndarray:
