@@ -37,7 +37,7 @@ class BM25Index:
         out_i = np.zeros((len(queries), k), dtype=np.int64)
         out_s = np.zeros((len(queries), k), dtype=np.float32)
         # Each query from its terms' posting lists: ~30x faster than bm25s's retrieve(), which scores
-        # every passage of the pool (at 1M passages s10 was still in it 14 minutes after starting)
+        # every passage of the pool (at 1M passages s10 was still in it 13 minutes after starting)
         for i, t in enumerate(toks):
             if not t:
                 continue
