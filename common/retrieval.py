@@ -37,7 +37,8 @@ def _pad(ids, sc, k):
 
 def dense_exact(pool_vecs: np.ndarray, pool_ids: np.ndarray, qv: np.ndarray, k: int, device="cpu"):
     from .train import search_exact  # torch: imported by the stages that need it, never by s09
-    idx, sc = search_exact(qv.astype(np.float32), pool_vecs.astype(np.float32), k, device)
+    # asarray, not astype: astype copies even a float32 pool (1.28 GB more at 1M passages)
+    idx, sc = search_exact(np.asarray(qv, np.float32), np.asarray(pool_vecs, np.float32), k, device)
     return pool_ids[idx], sc
 
 
