@@ -37,8 +37,8 @@ def _pad(ids, sc, k):
 
 def dense_exact(pool_vecs: np.ndarray, pool_ids: np.ndarray, qv: np.ndarray, k: int, device="cpu"):
     from .train import search_exact  # torch: imported by the stages that need it, never by s09
-    # asarray, not astype: astype copies even a float32 pool (1.28 GB more at 1M passages)
-    idx, sc = search_exact(np.asarray(qv, np.float32), np.asarray(pool_vecs, np.float32), k, device)
+    # the pool as it is (float32 or float16): search_exact converts it a chunk at a time
+    idx, sc = search_exact(np.asarray(qv, np.float32), pool_vecs, k, device)
     return pool_ids[idx], sc
 
 
@@ -66,9 +66,16 @@ def rerank_candidates(score_fn, cand_lists: list[list[int]]):
     return ids, sc
 
 
-def encode_pool(model, corpus, device, progress=None):
+def encode_pool(model, corpus, device, progress=None, dtype=np.float32, chunk: int = 200_000):
+    """Every pool passage's vector, encoded in chunks into one `dtype` array (float16: half the
+    memory, and the very values the index's vector file holds)."""
     from .encode import encode_rows
-    return encode_rows(model, corpus.ptok, np.arange(len(corpus.ptok)), "passage", device, progress=progress)
+    n = len(corpus.ptok)
+    out = np.empty((n, model.dim), dtype)
+    for s in range(0, n, chunk):
+        out[s:s + chunk] = encode_rows(model, corpus.ptok, np.arange(s, min(s + chunk, n)), "passage", device,
+                                       progress=progress)
+    return out
 
 
 def _z(x: np.ndarray) -> np.ndarray:
