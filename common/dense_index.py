@@ -107,6 +107,15 @@ class FullVectors:
         si = np.load(ids_path(data_dir, name), mmap_mode="r")
         self.sorted_ids, self.order = si[0], si[1]
 
+    @property
+    def row_ids(self) -> np.ndarray:
+        """Passage id of each row (= each faiss label): the inverse of the sorted-id lookup."""
+        if not hasattr(self, "_row_ids"):
+            out = np.empty(len(self.sorted_ids), np.int64)
+            out[np.asarray(self.order)] = self.sorted_ids
+            self._row_ids = out
+        return self._row_ids
+
     def rows(self, ids) -> tuple[np.ndarray, np.ndarray]:
         """(rows, found) for int64 ids."""
         from .corpus import find_sorted
@@ -162,7 +171,7 @@ class DenseIndex:
         q = np.asarray(q, dtype=np.float32)
         if self.by_rows:
             rows, sc = self.search_rows(q, k, depth)
-            return [self.col.row_ids[r].tolist() for r in rows], [s.astype(float).tolist() for s in sc]
+            return [self.full.row_ids[r].tolist() for r in rows], [s.astype(float).tolist() for s in sc]
         k = max(1, min(int(k), self.total or self.col.count()))
         n = min(max(k, depth or self.depth), self.total or self.col.count()) if self.full is not None else k
         # With the full vectors, Chroma's distances are not needed: every candidate (each shard's

@@ -1,14 +1,16 @@
 """The passage index as a faiss HNSW graph: the default backend of a local build (--backend faiss).
 
-Why not Chroma's own HNSW: the same graph (M 16, ef_construction 100, the 192-d index vectors of
-common/dense_index.py) builds in 0.47 CPU-ms per passage in faiss against 0.98 in Chroma, which
-logs every vector in SQLite before its bundled hnswlib inserts it; and one 1M-passage graph answers
-a query in about 1.4 ms (ef_search 300) against about 4.5 ms for Chroma's two shards (bench/README.md).
+Why not Chroma's own HNSW: s05 builds the same graphs (M 16, ef_construction 100, the 192-d index
+vectors of common/dense_index.py) in 0.50 CPU-ms per passage with faiss against 0.98 with Chroma,
+which logs every vector in SQLite before its bundled hnswlib inserts it; and at 1M passages two
+faiss graphs searched in parallel answer in 1.68 ms against 4.02 ms for Chroma's two shards,
+finding more of the exact top 10 (0.939 against 0.926; bench/hnsw/README.md).
 Chroma stays available: --backend chroma, and always with --chroma-host.
 
 Files, beside the vector files of common/dense_index.py in data/indexes/:
     <name>.faiss       the graph: IndexHNSWFlat, inner product over unit index vectors (= cosine);
                        labels are rows of passages_tok, which the ids file maps to passage ids
+                       (<name>.<i>of<n>.faiss for shard i of n: rows shard_bounds(total, n)[i])
     <name>.faiss.part  the graph so far while it is built, saved every --save-every passages with
                        the progress file: a killed build resumes from it (never queried)
 """
@@ -190,15 +192,6 @@ def build(data_dir: Path, name: str, meta: dict, total: int, batches, hnsw: dict
     return state
 
 
-def row_ids(data_dir: Path, name: str) -> np.ndarray:
-    """Passage id of each row (= faiss label), from the sorted ids file of the vector store."""
-    from .dense_index import ids_path
-    si = np.load(ids_path(data_dir, name))
-    out = np.empty(si.shape[1], np.int64)
-    out[si[1]] = si[0]
-    return out
-
-
 class FaissIndex:
     """A built index's graphs, queried like a Chroma collection (query/count) by DenseIndex: each
     graph in its own thread (faiss releases the GIL), their candidates together. The graphs are read
@@ -227,7 +220,8 @@ class FaissIndex:
                         raise StageError(f"{p} holds {g.ntotal:,} passages, expected {hi - lo:,}: re-run s08_reencode_all.py")
                     g.hnsw.efSearch = self.ef_search
                     graphs.append(g)
-                self._ids = row_ids(self.data_dir, self.name)
+                from .dense_index import FullVectors
+                self._ids = FullVectors(self.data_dir, self.name).row_ids  # for query()'s ids
                 if len(graphs) > 1:
                     from concurrent.futures import ThreadPoolExecutor
                     self._pool = ThreadPoolExecutor(len(graphs), thread_name_prefix="graph")
@@ -236,13 +230,6 @@ class FaissIndex:
 
     def count(self) -> int:
         return self.total
-
-    @property
-    def row_ids(self) -> np.ndarray:
-        """Passage id of each row of passages_tok (= of the vector file)."""
-        if self._graphs is None:
-            self._load()
-        return self._ids
 
     def query_rows(self, query_embeddings, n_results: int) -> list[np.ndarray]:
         """Every graph's top n_results rows together, per query (the caller rescores them)."""

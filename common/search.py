@@ -165,7 +165,7 @@ class Searcher:
         """Whether hybrid can work in rows: a faiss index (rows of passages_tok) and BM25 (rows of
         passages.parquet) list the passages in the same order (s02 keeps s00's order). Checked once."""
         if self._aligned is None:
-            self._aligned = bool(self.index.by_rows and np.array_equal(self.index.col.row_ids, bm25.ids))
+            self._aligned = bool(self.index.by_rows and np.array_equal(self.index.full.row_ids, bm25.ids))
         return self._aligned
 
     def _texts_for(self, ids):

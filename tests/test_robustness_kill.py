@@ -57,7 +57,7 @@ def check_complete_faiss(data, name, st):
     g = faiss.read_index(str(faiss_index.index_path(data, name)))
     assert g.ntotal == len(ids) == st["total"]
     assert not faiss_index.partial_path(data, name).exists()
-    assert sorted(faiss_index.row_ids(data, name).tolist()) == sorted(ids.tolist())
+    assert sorted(dense_index.FullVectors(data, name).row_ids.tolist()) == sorted(ids.tolist())
     full = dense_index.FullVectors(data, name).get(ids)
     np.testing.assert_allclose(np.linalg.norm(full, axis=1), 1, atol=2e-3)  # every row of the file filled
     idx = vector_store.open_built(data, name)
