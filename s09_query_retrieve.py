@@ -15,7 +15,7 @@ from common.search import QueryError, Searcher
 def show(hits, width: int, elapsed_ms: float):
     for h in hits:
         text = textwrap.shorten(h.text, width=width, placeholder=" ...")
-        print(f"{h.rank:3d}. {h.score:.3f}  [{h.passage_id}]  {text}")
+        print(f"{h.rank:3d}. {h.score:.3f}  [{h.doc_id if h.doc_id is not None else h.passage_id}]  {text}")
     print(f"({len(hits)} results in {elapsed_ms:.1f} ms)")
 
 

@@ -2,15 +2,27 @@
 
 For a split (default test), every query ranks the WHOLE pool (every unique passage of all splits)
 through its index as s09 queries it; MRR@10, Recall@10, Recall@100 and nDCG@10 (ranx) for:
-BM25 (bm25s + Snowball stemmer), the untrained GloVe average, the s04 model, the s07 model, and
-hybrid (the active model fused with BM25; its weight tuned on the validation split). Where queries
-have several candidate passages (real v1.1 rows) the "rerank the query's own candidates" setting is
-reported separately. Writes data/reports/eval_<split>.{json,md} and a Recall@k PNG; logs to W&B.
+BM25 (bm25s, k1 0.9 b 0.4, English stopwords, Snowball stemmer; --bm25-k1/--bm25-b), the
+untrained GloVe average, the s04 model, the s07 model, and hybrid (the active model fused with
+BM25; its weight tuned on the validation split). Where queries have several candidate passages
+(real v1.1 rows) the "rerank the query's own candidates" setting is reported separately. Writes
+data/reports/eval_<split>.{json,md} and a Recall@k PNG; logs to W&B.
 
     python s10_evaluate.py                        # test split of the data in data/
     python s10_evaluate.py --source ../shared/msmarco-sample --checkpoint best_model.pt
         # another dataset in the MS MARCO layout: its pool is indexed into its own collection
         # (under data/external/...) with that checkpoint; the main index is left alone.
+
+    python s10_evaluate.py --beir ../shared/trec-dl-2019 --rerank ../shared/trec-dl-2019/runs/bm25.trec --rel-level 2
+        # a dataset in the BEIR layout (corpus.jsonl, queries.jsonl, qrels/test.tsv), prepared into
+        # data/external/beir-<name>-<hash>/ (s09 --data-dir that folder searches it) and indexed
+        # with each checkpoint; whole corpus, and with --rerank each query's top 100 of a TREC run
+        # file re-scored. nDCG@10 with the graded labels; MRR@10 and Recall count grade >=
+        # --rel-level. Hybrid takes s09's weights (data/reports/hybrid.json), tuned on nothing here.
+        # Writes data/reports/<dataset>_<setting>.{json,md} and data/reports/runs/*.trec.
+
+Every system's ranking (top 100 per query) is also written as a TREC run file into
+data/reports/runs/<dataset>.<system>.<setting>.trec.
 
 Expected on ../shared/msmarco-sample (test split): see README.md, "Reproduction".
 """
@@ -20,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common import cli, tracking, vector_store
+from common import beir, cli, tracking, vector_store
+from common import bm25 as bm25_mod
 from common.artifacts import StageError, require, run_main, write_json, write_manifest
 from common.corpus import load_corpus
 from common.evaluation import Evaluator, hybrid_run, metrics_for, recall_curve, tune_hybrid, write_reports
@@ -59,6 +72,176 @@ def prepare_external(args, log=print) -> Path:
     return ext
 
 
+def _stem(ckpt_name: str) -> str:
+    """s07_model.pt -> s07; best_model.pt -> best; other.pt -> other."""
+    stem = Path(ckpt_name).stem
+    return stem[:-len("_model")] if stem.endswith("_model") else stem
+
+
+def _write_run(main_dir: Path, dataset: str, slug: str, setting: str, run: dict) -> Path:
+    """data/reports/runs/<dataset>.<system>.<setting>.trec (under the MAIN data dir)."""
+    safe = lambda x: "".join(c if c.isalnum() or c in "-_+" else "_" for c in x)
+    path = Path(main_dir) / "reports" / "runs" / f"{safe(dataset)}.{safe(slug)}.{safe(setting)}.trec"
+    return beir.write_run(path, run, slug)
+
+
+BEIR_METRICS = ("ndcg@10", "mrr@10", "recall@10", "recall@100")
+
+
+def beir_markdown(rep: dict) -> str:
+    lvl = rep["rel_level"]
+    cols = ["nDCG@10", "MRR@10", "Recall@10", "Recall@100"]
+    where = "whole corpus" if rep["setting"] == "full" else \
+        f"each query's top {rep['rerank_depth']} of {Path(rep['rerank_file']).name} re-scored"
+    lines = [f"### {rep['dataset']}, {where}: {rep['queries']:,} queries, {rep['corpus']:,} documents\n\n",
+             "| system | search | " + " | ".join(cols) + " |\n", "|---|---|" + "---:|" * len(cols) + "\n"]
+    for r in rep["systems"]:
+        lines.append(f"| {r['system']} | {r['search']} | " + " | ".join(f"{r[m]:.4f}" for m in BEIR_METRICS) + " |\n")
+    w = rep["hybrid_weights"]
+    lines.append(f"\nnDCG@10 with the graded labels; MRR@10 and Recall count grade >= {lvl} as relevant. "
+                 f"Hybrid = {w['dense']} z(cosine) + {w['sem']} z(semantic-part cosine) + {w['bm25']} z(BM25), "
+                 f"s09's weights ({w['from']}), not tuned here. Run files: {Path(rep['systems'][0]['run_file']).parent}\n")
+    if rep.get("missing_candidates"):
+        lines.append(f"\n{rep['missing_candidates']:,} run-file documents are not in the corpus (left out).\n")
+    return "".join(lines)
+
+
+def evaluate_beir(args, device, bm25_params: dict, t):
+    """s10 --beir DIR [--rerank RUNFILE]: the BEIR dataset in its own data folder under
+    data/external/, every system over the whole corpus (and re-scoring RUNFILE's top 100), graded
+    nDCG@10. Never writes the main index, data/active_index.json or data/reports/hybrid.json."""
+    import os
+    from common.artifacts import atomic_path
+    from common.indexing import index_checkpoint
+    from common.metrics import evaluate
+    from common.search import DEFAULT_WEIGHTS, load_hybrid
+    main_dir = Path(args.data_dir)
+    src = beir.check_dir(args.beir)
+    run_in = beir.read_run(Path(args.rerank)) if args.rerank else None  # a broken run file: say so before any work
+    dataset = src.resolve().name
+    if args.checkpoint:
+        ckpt_name = args.checkpoint
+    else:
+        try:
+            ckpt_name = vector_store.active(main_dir)["checkpoint"]  # the model s09 answers with
+        except StageError:
+            ckpt_name = "best_model.pt"
+    if not (main_dir / ckpt_name).exists():
+        raise StageError(f"{main_dir / ckpt_name} not found: run s04_train_tower.py (and s07) first, or pass --checkpoint")
+    ext = beir.prepare(src, main_dir)
+    ds = beir.Dataset(ext)
+    client = vector_store.client(ext, args.chroma_host, args.chroma_port)
+    corpus = load_corpus(ext)
+    ev = Evaluator(ext, main_dir, corpus, device, client, bm25_params=bm25_params)
+    if ev.model(ckpt_name) is None:
+        raise StageError(f"{main_dir / ckpt_name} not found: run s04_train_tower.py (and s07) first")
+
+    # the checkpoints: s04, s07 where present, and the chosen one (one row per distinct model)
+    dense, fp_label = [], {}
+    for name in ("s04_model.pt", "s07_model.pt", ckpt_name):
+        if ev.model(name) is None:
+            continue
+        fp = ev.model(name)[1]["fingerprint"]
+        if fp in fp_label:
+            continue
+        fp_label[fp] = _stem(name)
+        dense.append(name)
+    chosen = fp_label[ev.model(ckpt_name)[1]["fingerprint"]]
+    states = {}
+    for name in dense:  # each indexed as s09 would search it, in the BEIR folder's own index
+        states[name] = index_checkpoint(ext, main_dir / name, client, device)
+    # s09 --data-dir <that folder>: the chosen model's index, the checkpoint read from the main folder,
+    # and s09's weights
+    extra = {"chroma_host": args.chroma_host, "chroma_port": args.chroma_port,
+             "checkpoint": os.path.relpath(main_dir / ckpt_name, ext)}
+    chosen_index = states[next(n for n in dense if fp_label[ev.model(n)[1]["fingerprint"]] == chosen)]
+    vector_store.activate(ext, dict(chosen_index, checkpoint_manifest=require(main_dir / ckpt_name)["fingerprint"]), extra)
+    tuned = load_hybrid(main_dir) or {}
+    w_dense, w_sem = tuned.get("w_dense", DEFAULT_WEIGHTS[0]), tuned.get("w_sem", DEFAULT_WEIGHTS[1])
+    weights = {"dense": w_dense, "sem": w_sem, "bm25": round(1 - w_dense - w_sem, 2),
+               "from": str(main_dir / "reports" / "hybrid.json") if tuned else "defaults: no data/reports/hybrid.json"}
+    write_json(ext / "reports" / "hybrid.json", {"w_dense": w_dense, "w_sem": w_sem, "bm25": bm25_params,
+                                                 "best_mode": tuned.get("best_mode", "hybrid"),
+                                                 "copied_from": weights["from"], "checkpoint": ckpt_name})
+
+    qids, texts, qints = ds.qids, ds.texts, ds.qints
+    hy_name = f"hybrid ({chosen} + BM25)"
+    runs = {"full": []}  # setting -> [(system, slug, search, run)]
+    rank = lambda ids, sc, keep=None: beir.ranking(qids, ids, sc, ds.doc, keep=keep)
+    b_i, b_s = ev.bm25_run(texts, beir.RUN_DEPTH)
+    runs["full"].append((bm25_mod.label(bm25_params), "bm25", "bm25", rank(b_i, b_s, lambda x: x > 0)))
+    g_i, g_s = ev.glove(qints, beir.RUN_DEPTH)
+    runs["full"].append(("GloVe average (untrained)", "glove", "exact", rank(g_i, g_s)))
+    d_chosen = None
+    for name in dense:
+        d_i, d_s, how = ev.dense(name, qints)
+        runs["full"].append((f"{fp_label[ev.model(name)[1]['fingerprint']]} two-tower", "dense-" + _stem(name), how,
+                             rank(d_i, d_s)))
+        if fp_label[ev.model(name)[1]["fingerprint"]] == chosen:
+            # (a corpus smaller than the depth pads each row: id 0, score -inf)
+            d_chosen = ([row[np.isfinite(sc)] for row, sc in zip(d_i, d_s)], how)
+    h_i, h_s = hybrid_run(ev.hybrid_features(ckpt_name, qints, texts, d_chosen[0]), w_dense, w_sem, beir.RUN_DEPTH)
+    runs["full"].append((hy_name, f"hybrid-{chosen}", d_chosen[1] + "+bm25", rank(h_i, h_s)))
+
+    missing = 0
+    if run_in is not None:
+        setting = "rerank-" + Path(args.rerank).stem
+        cands, file_scores, missing = ds.candidates(run_in, beir.RUN_DEPTH)
+        has = [n for n, c in enumerate(cands) if c]
+        sub = lambda xs: [xs[n] for n in has]
+
+        def rerank(kind, ck=None, w=None):
+            ids, sc = ev.rerank_scores(kind, sub(texts), qints[has], sub(cands), ck, weights=w) if has else ([], [])
+            full_i, full_s = [[] for _ in qids], [[] for _ in qids]
+            for n, i, s in zip(has, ids, sc):
+                full_i[n], full_s[n] = i, s
+            return rank(full_i, full_s)
+        rr = [(f"run file order ({Path(args.rerank).name})", "runfile", "run file",
+               rank(cands, file_scores)),
+              (bm25_mod.label(bm25_params), "bm25", "candidates", rerank("bm25")),
+              ("GloVe average (untrained)", "glove", "candidates", rerank("glove"))]
+        for name in dense:
+            rr.append((f"{fp_label[ev.model(name)[1]['fingerprint']]} two-tower", "dense-" + _stem(name), "candidates",
+                       rerank("dense", name)))
+        rr.append((hy_name, f"hybrid-{chosen}", "candidates", rerank("hybrid", ckpt_name, (w_dense, w_sem))))
+        runs[setting] = rr
+
+    reports, mds = [], []
+    run = tracking.init(args.wandb, args.wandb_project, main_dir, "s10_evaluate", vars(args))
+    for setting, systems in runs.items():
+        rows = []
+        for label, slug, how, r in systems:
+            m = evaluate(beir.ranx_run(r), ds.qrels, BEIR_METRICS, rel_level=args.rel_level)
+            f = _write_run(main_dir, dataset, slug, setting, r)
+            rows.append({"system": label, "slug": slug, "search": how, **m, "run_file": str(f)})
+        n_eval = sum(1 for q in ds.qrels.values() if q and max(q.values()) >= args.rel_level)
+        rep = {"dataset": dataset, "setting": setting, "beir_dir": str(src.resolve()), "queries": n_eval,
+               "corpus": int(len(corpus.ptok)), "rel_level": args.rel_level, "metrics": list(BEIR_METRICS),
+               "systems": rows, "hybrid_weights": weights, "checkpoint": ckpt_name, "bm25": bm25_params,
+               "data_dir": str(ext), "rerank_file": str(Path(args.rerank).resolve()) if setting != "full" else None,
+               "rerank_depth": beir.RUN_DEPTH if setting != "full" else None,
+               "missing_candidates": missing if setting != "full" else None, "seconds": round(t.s, 1)}
+        name = f"{dataset}_{setting}"
+        write_json(main_dir / "reports" / f"{name}.json", rep)
+        md = beir_markdown(rep)
+        with atomic_path(main_dir / "reports" / f"{name}.md") as tmp:
+            tmp.write_text(md)
+        reports.append(main_dir / "reports" / f"{name}.json")
+        mds.append(md)
+        try:
+            import wandb
+            if not isinstance(run, tracking._Null):
+                cols = ["system", "search"] + list(BEIR_METRICS)
+                run.log({f"{name}/table": wandb.Table(columns=cols, data=[[r["system"], r["search"]] +
+                                                                         [r[m] for m in BEIR_METRICS] for r in rows])})
+        except Exception as e:
+            print(f"warning: could not log to W&B: {e}")
+    run.finish()
+    print("\n".join(mds))
+    cli.done(f"{', '.join(str(p) for p in reports)} (+ .md), run files in {main_dir / 'reports' / 'runs'}; "
+             f"search it with s09_query_retrieve.py --data-dir {ext}", t)
+
+
 def main():
     p = cli.parser(__doc__)
     p.add_argument("--split", default="test", choices=["test", "validation", "train"])
@@ -67,13 +250,30 @@ def main():
     p.add_argument("--checkpoint", default=None,
                    help="model for hybrid (and for --source); default: the active index's model")
     p.add_argument("--name", default=None, help="report name (default eval_<split>)")
+    p.add_argument("--beir", default=None, metavar="DIR",
+                   help="evaluate on a dataset in the BEIR layout (corpus.jsonl, queries.jsonl, qrels/test.tsv)")
+    p.add_argument("--rerank", default=None, metavar="RUNFILE",
+                   help="with --beir: also re-score each query's top 100 of this TREC run file")
+    p.add_argument("--rel-level", type=int, default=1,
+                   help="with --beir: grade counted as relevant by MRR and Recall (1: BEIR's rule; TREC DL: 2)")
+    p.add_argument("--bm25-k1", type=float, default=bm25_mod.K1, help="BM25 k1")
+    p.add_argument("--bm25-b", type=float, default=bm25_mod.B, help="BM25 b")
     vector_store.add_args(p)
     cli.add_device(p)
     cli.add_wandb(p)
     args = p.parse_args()
     t = cli.Timer()
+    if args.beir and args.source:
+        raise StageError("--beir and --source are two different datasets: give one")
+    if (args.rerank or args.rel_level != 1) and not args.beir:
+        raise StageError("--rerank and --rel-level are for --beir")
+    if args.rel_level < 1:
+        raise StageError("--rel-level must be 1 or more")
+    bm25_params = bm25_mod.params(k1=args.bm25_k1, b=args.bm25_b)
     device = cli.setup_torch(args)
     main_dir = args.data_dir
+    if args.beir:
+        return evaluate_beir(args, device, bm25_params, t)
     if args.source:
         ckpt_name = args.checkpoint or "best_model.pt"
         eval_dir = prepare_external(args)
@@ -85,7 +285,7 @@ def main():
         client = vector_store.client_from_args(args) if not active.get("chroma_host") else \
             vector_store.client(main_dir, active["chroma_host"], active["chroma_port"])
     corpus = load_corpus(eval_dir)
-    ev = Evaluator(eval_dir, main_dir, corpus, device, client)
+    ev = Evaluator(eval_dir, main_dir, corpus, device, client, bm25_params=bm25_params)
     if ev.model(ckpt_name) is None:
         raise StageError(f"{main_dir / ckpt_name} not found: run s04_train_tower.py (and s07) first")
     if args.source:  # index the external pool with the checkpoint, in its own index under eval_dir
@@ -106,7 +306,7 @@ def main():
                      "hybrid": metrics_for(vq, vr, h_i, h_s)["mrr@10"]}
         best_mode = max(val_modes, key=val_modes.get)
         write_json(hybrid_path, {"w_dense": w_dense, "w_sem": w_sem, "best_mode": best_mode,
-                                 "validation_mrr@10": val_modes, "checkpoint": ckpt_name,
+                                 "validation_mrr@10": val_modes, "checkpoint": ckpt_name, "bm25": bm25_params,
                                  "grid": {f"{k[0]} {k[1]}": v for k, v in grid.items()}})
         print(f"validation MRR@10: dense {val_modes['dense']:.4f}, bm25 {val_modes['bm25']:.4f}, hybrid "
               f"{val_modes['hybrid']:.4f} (weights dense {w_dense}, semantic {w_sem}); s09's default mode: {best_mode}")
@@ -116,23 +316,31 @@ def main():
     qids, texts, rel, _ = ev.split(args.split)
     if not len(qids):
         raise StageError(f"no {args.split} query has a selected passage: nothing to evaluate")
-    systems = {}
-    systems["BM25 (bm25s, stemmed)"] = (*ev.bm25_run(texts), "bm25")
+    systems, slugs = {}, {}
+    bm25_name = bm25_mod.label(bm25_params)
+    systems[bm25_name] = (*ev.bm25_run(texts), "bm25")
     systems["GloVe average (untrained)"] = (*ev.glove(qids), "exact")
+    slugs[bm25_name], slugs["GloVe average (untrained)"] = "bm25", "glove"
     for name in ("s04_model.pt", "s07_model.pt"):
         if (args.source is None or name == ckpt_name) and ev.model(name) is not None:
             systems[name.split("_")[0] + " two-tower"] = ev.dense(name, qids)
+            slugs[name.split("_")[0] + " two-tower"] = "dense-" + name.split("_")[0]
     if args.source and ckpt_name not in ("s04_model.pt", "s07_model.pt"):
         systems[f"{ckpt_name} two-tower"] = ev.dense(ckpt_name, qids)
+        slugs[f"{ckpt_name} two-tower"] = "dense-" + _stem(ckpt_name)
     d_i, d_s, dense_how = ev.dense(ckpt_name, qids)
-    b_i, b_s, _ = systems["BM25 (bm25s, stemmed)"]
     h_i, h_s = hybrid_run(ev.hybrid_features(ckpt_name, qids, texts, d_i), w_dense, w_sem)
     systems[f"hybrid ({ckpt_name.split('_')[0]} + BM25)"] = (h_i, h_s, dense_how + "+bm25")
+    slugs[f"hybrid ({ckpt_name.split('_')[0]} + BM25)"] = "hybrid-" + _stem(ckpt_name)
 
     rows, curves = [], {}
+    dataset = (Path(args.source).resolve().name if args.source else "msmarco") + f"-{args.split}"
+    qstr = [str(q) for q in qids]
     for name, (ids, sc, how) in systems.items():
         m = metrics_for(qids, rel, ids, sc)
-        rows.append({"system": name, "search": how, **m})
+        run_file = _write_run(main_dir, dataset, slugs[name], "full",
+                              beir.ranking(qstr, ids, sc, str, keep=(lambda x: x > 0) if how == "bm25" else None))
+        rows.append({"system": name, "search": how, **m, "run_file": str(run_file)})
         curves[name] = (KS, recall_curve(ids, rel, KS))
     # the index against exact search, for the model s09 uses
     ex_i, _ = ev.dense_exact(ckpt_name, qids, 10)
@@ -150,9 +358,13 @@ def main():
                 [(n.split("_")[0] + " two-tower", "dense", n) for n in ("s04_model.pt", "s07_model.pt")
                  if ev.model(n) is not None]:
             ids, sc = ev.rerank_scores(kind, rt, rq, rc, ck)
-            rer.append({"system": label, **metrics_for(rq, rr, ids, sc)})
+            slug = kind if ck is None else "dense-" + ck.split("_")[0]
+            f = _write_run(main_dir, dataset, slug, "rerank-candidates", beir.ranking([str(q) for q in rq], ids, sc, str))
+            rer.append({"system": label, **metrics_for(rq, rr, ids, sc), "run_file": str(f)})
         ids, sc = ev.rerank_scores("hybrid", rt, rq, rc, ckpt_name, weights=(w_dense, w_sem))
-        rer.append({"system": "hybrid", **metrics_for(rq, rr, ids, sc)})
+        f = _write_run(main_dir, dataset, "hybrid-" + _stem(ckpt_name), "rerank-candidates",
+                       beir.ranking([str(q) for q in rq], ids, sc, str))
+        rer.append({"system": "hybrid", **metrics_for(rq, rr, ids, sc), "run_file": str(f)})
         result["rerank"] = rer
         result["rerank_queries"] = int(len(rq))
 
@@ -163,7 +375,7 @@ def main():
     run.finish()
     from common.evaluation import markdown
     print(markdown(result))
-    cli.done(f"{paths['json']}, {paths['md']} and {paths['png']}", t)
+    cli.done(f"{paths['json']}, {paths['md']} and {paths['png']}, run files in {main_dir / 'reports' / 'runs'}", t)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
-"""BM25 over the passage pool with the `bm25s` library (sparse-matrix BM25, Lucene variant) and a
-Snowball English stemmer (PyStemmer). Built once from passages.parquet and saved under data/bm25/;
-rebuilt when passages.parquet changes."""
+"""BM25 over the passage pool with the `bm25s` library (sparse-matrix BM25, Lucene variant), English
+stopwords and a Snowball English stemmer (PyStemmer). k1 0.9, b 0.4 by default: Anserini's MS MARCO
+passage settings. Built once from passages.parquet and saved under data/bm25/; its parameters are
+part of its identity (data/bm25/source.json), so it is rebuilt when passages.parquet or any of them
+changes. A passage with a title (a `title` column, BEIR corpora) is indexed as title + " " + text."""
 from __future__ import annotations
 
 import shutil
@@ -12,21 +14,63 @@ from .artifacts import read_json, remove_stale_tmp, require, tmp_path, write_jso
 from .text import normalize
 
 
-def _stemmer():
+# The defaults, defined once (s09, s10 and the tests take them from here)
+K1 = 0.9
+B = 0.4
+METHOD = "lucene"
+STOPWORDS = "en"      # bm25s's English list; None: keep every word
+STEMMER = "english"   # a Snowball (PyStemmer) language; None: no stemming
+DEFAULTS = {"k1": K1, "b": B, "method": METHOD, "stopwords": STOPWORDS, "stemmer": STEMMER}
+
+
+def params(**kw) -> dict:
+    """The full parameter set: DEFAULTS with the given (non-None) values replaced; refuses unknown names."""
+    unknown = set(kw) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown BM25 parameter(s): {sorted(unknown)}")
+    p = dict(DEFAULTS, **{k: v for k, v in kw.items() if v is not None})
+    p["k1"], p["b"] = float(p["k1"]), float(p["b"])
+    return p
+
+
+def label(p: dict | None = None) -> str:
+    """How reports name this BM25, e.g. "BM25 (bm25s, k1 0.9 b 0.4, stemmed)"."""
+    p = params(**(p or {}))
+    bits = [f"k1 {p['k1']:g} b {p['b']:g}"]
+    if p["method"] != METHOD:
+        bits.append(p["method"])
+    if not p["stopwords"]:
+        bits.append("no stopwords")
+    bits.append("stemmed" if p["stemmer"] else "unstemmed")
+    return "BM25 (bm25s, " + ", ".join(bits) + ")"
+
+
+def _stemmer(lang=STEMMER):
+    if not lang:
+        return None
     import Stemmer
-    return Stemmer.Stemmer("english")
+    return Stemmer.Stemmer(lang)
+
+
+def indexed_texts(table) -> list[str]:
+    """What BM25 indexes for each row of a passages table: title + " " + text where there is a title."""
+    texts = table["text"].to_pylist()
+    if "title" not in table.column_names:
+        return texts
+    return [f"{t} {x}" if t else x for t, x in zip(table["title"].to_pylist(), texts)]
 
 
 class BM25Index:
-    def __init__(self, retriever, ids: np.ndarray):
+    def __init__(self, retriever, ids: np.ndarray, p: dict | None = None):
         self.retriever = retriever
         self.ids = ids
-        self.stemmer = _stemmer()
+        self.params = params(**(p or {}))
+        self.stemmer = _stemmer(self.params["stemmer"])
 
     def tokens(self, queries: list[str]) -> list[list[str]]:
         import bm25s
-        toks = bm25s.tokenize([normalize(q) for q in queries], stopwords="en", stemmer=self.stemmer,
-                              return_ids=False, show_progress=False)
+        toks = bm25s.tokenize([normalize(q) for q in queries], stopwords=self.params["stopwords"],
+                              stemmer=self.stemmer, return_ids=False, show_progress=False)
         vocab = self.retriever.vocab_dict
         return [[t for t in q if t in vocab] for q in toks]
 
@@ -83,33 +127,39 @@ class BM25Index:
         return self.retriever.get_scores(t)
 
 
-def build(texts: list[str], ids: np.ndarray):
+def build(texts: list[str], ids: np.ndarray, **kw):
+    """A BM25 index of `texts` (kw: k1, b, method, stopwords, stemmer; DEFAULTS otherwise)."""
     import bm25s
-    toks = bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), show_progress=False)
-    r = bm25s.BM25(method="lucene")
+    p = params(**kw)
+    toks = bm25s.tokenize(texts, stopwords=p["stopwords"], stemmer=_stemmer(p["stemmer"]), show_progress=False)
+    r = bm25s.BM25(method=p["method"], k1=p["k1"], b=p["b"])
     r.index(toks, show_progress=False)
-    return BM25Index(r, np.asarray(ids, dtype=np.int64))
+    return BM25Index(r, np.asarray(ids, dtype=np.int64), p)
 
 
-def load_or_build(data_dir: Path, log=print) -> BM25Index:
-    """The pool's BM25 index, from data/bm25 if it matches passages.parquet, else built and saved."""
+def load_or_build(data_dir: Path, log=print, **kw) -> BM25Index:
+    """The pool's BM25 index, from data/bm25 if it was built from this passages.parquet with these
+    parameters (kw: k1, b, method, stopwords, stemmer; DEFAULTS otherwise), else built and saved."""
     import bm25s
     import pyarrow.parquet as pq
     d = Path(data_dir)
+    p = params(**kw)
     pm = require(d / "passages.parquet")
     out = d / "bm25"
     stamp = out / "source.json"
-    if stamp.exists() and read_json(stamp).get("passages") == pm["fingerprint"]:
-        r = bm25s.BM25.load(str(out), show_progress=False)
-        return BM25Index(r, np.load(out / "passage_ids.npy"))
+    if stamp.exists():
+        st = read_json(stamp)
+        if st.get("passages") == pm["fingerprint"] and st.get("params") == p:
+            r = bm25s.BM25.load(str(out), show_progress=False)
+            return BM25Index(r, np.load(out / "passage_ids.npy"), p)
     remove_stale_tmp(out)
-    log("building the BM25 index (bm25s, Snowball stemmer) ...")
+    log(f"building the {label(p)} index ...")
     t = pq.read_table(d / "passages.parquet")
-    idx = build(t["text"].to_pylist(), t["passage_id"].to_numpy())
+    idx = build(indexed_texts(t), t["passage_id"].to_numpy(), **p)
     tmp = tmp_path(out)
     idx.retriever.save(str(tmp), show_progress=False)
     np.save(tmp / "passage_ids.npy", idx.ids)
-    write_json(tmp / "source.json", {"passages": pm["fingerprint"]})
+    write_json(tmp / "source.json", {"passages": pm["fingerprint"], "params": p})
     old = None
     if out.exists():  # move the old index aside first: there is always a complete one in place
         old = tmp_path(out)

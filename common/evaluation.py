@@ -19,7 +19,8 @@ ALPHAS = [round(a, 2) for a in np.arange(0.0, 1.0001, 0.05)]
 class Evaluator:
     """Holds what every system needs for one data dir (its pool, queries, BM25, index)."""
 
-    def __init__(self, data_dir: Path, model_dir: Path, corpus, device, client=None, log=print):
+    def __init__(self, data_dir: Path, model_dir: Path, corpus, device, client=None, log=print,
+                 bm25_params: dict | None = None):
         self.d = Path(data_dir)
         self.model_dir = Path(model_dir)
         self.corpus = corpus
@@ -28,7 +29,7 @@ class Evaluator:
         self.log = log
         q = pq.read_table(self.d / "queries.parquet", columns=["split", "query_id", "query", "passage_ids", "is_selected"])
         self.q = q.to_pydict()
-        self.bm25 = bm25_mod.load_or_build(self.d, log)
+        self.bm25 = bm25_mod.load_or_build(self.d, log, **(bm25_params or {}))
         self._models = {}
 
     # ------------------------------------------------------------ queries of a split

@@ -28,17 +28,30 @@ def recall_at_k(ranked: np.ndarray, relevant: list[set], k: int) -> float:
     return float(np.mean(vals)) if vals else 0.0
 
 
+GRADED = ("ndcg",)  # metrics that use the relevance grades themselves; the others count grade >= rel_level
+
+
 def evaluate(run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]],
-             metrics=REPORTED) -> dict[str, float]:
-    """run: query id -> {passage id: score}; qrels: query id -> {passage id: 1}.
-    Queries missing from the run count as zero (ranx would drop them)."""
+             metrics=REPORTED, rel_level: int = 1) -> dict[str, float]:
+    """run: query id -> {passage id: score}; qrels: query id -> {passage id: grade} (graded or 0/1).
+    nDCG uses the grades as gains (trec_eval's ndcg_cut); MRR, Recall and the like count a passage
+    as relevant when its grade >= rel_level (ranx's "-l<N>" metrics; trec_eval's -l). Queries with
+    no passage at that level are left out (nothing to find); queries missing from the run count
+    as zero (ranx would drop them)."""
     from ranx import Qrels, Run, evaluate as rx_eval
-    qrels = {q: r for q, r in qrels.items() if r}
+    rel_level = int(rel_level)
+    if rel_level < 1:
+        raise ValueError("rel_level must be >= 1")
+    qrels = {q: {p: int(g) for p, g in r.items()} for q, r in qrels.items()
+             if r and max(r.values()) >= rel_level}
+    if not qrels:
+        return {m: 0.0 for m in metrics}
     full_run = {q: (run.get(q) or {"__none__": 0.0}) for q in qrels}
-    res = rx_eval(Qrels(qrels), Run(full_run), list(metrics), make_comparable=True)
+    names = {m: (m if rel_level == 1 or m.split("@")[0] in GRADED else f"{m}-l{rel_level}") for m in metrics}
+    res = rx_eval(Qrels(qrels), Run(full_run), list(names.values()), make_comparable=True)
     if isinstance(res, float):
-        res = {metrics[0]: res}
-    return {m: float(v) for m, v in res.items()}
+        res = {names[metrics[0]]: res}
+    return {m: float(res[n]) for m, n in names.items()}
 
 
 def ranked_to_run(qids, ranked_ids, scores) -> dict[str, dict[str, float]]:

@@ -27,6 +27,7 @@ class Hit:
     score: float
     passage_id: int
     text: str
+    doc_id: str | None = None  # the corpus's own id where it has one (a BEIR corpus), else None
 
 
 class Searcher:
@@ -106,6 +107,12 @@ class Searcher:
             self._texts = open_store(self.data_dir)
         return self._texts.get(ids)
 
+    def _doc_ids_for(self, ids) -> list:
+        if self._texts is None:
+            from .passage_store import open_store
+            self._texts = open_store(self.data_dir)
+        return self._texts.doc_ids(ids) or [None] * len(ids)
+
     def check_query(self, text) -> str:
         text = normalize(text).strip()[:MAX_QUERY_CHARS]
         if not text:
@@ -144,7 +151,8 @@ class Searcher:
     def _load_bm25(self, keep_error: bool = False):
         from . import bm25
         try:
-            self.bm25 = bm25.load_or_build(self.data_dir)
+            # the parameters s10 evaluated (and tuned hybrid's weights) with; bm25's defaults otherwise
+            self.bm25 = bm25.load_or_build(self.data_dir, **((load_hybrid(self.data_dir) or {}).get("bm25") or {}))
         except Exception as e:
             if not keep_error:
                 raise
@@ -185,7 +193,8 @@ class Searcher:
         if self.mode == "dense":
             ids, scores = self.index.search(v, k)
             ids, scores = ids[0], scores[0]
-            return [Hit(r + 1, s, p, t) for r, (p, s, t) in enumerate(zip(ids, scores, self._texts_for(ids)))]
+            return [Hit(r + 1, s, p, t, doc) for r, (p, s, t, doc)
+                    in enumerate(zip(ids, scores, self._texts_for(ids), self._doc_ids_for(ids)))]
         depth = max(k, FUSION_DEPTH)
         if self.mode == "bm25":
             if not bm25.tokens([text])[0]:
@@ -206,7 +215,8 @@ class Searcher:
                 ids, scores = hybrid_rank(cand, feats, w[0], w[1], k)
                 ids, scores = ids.tolist(), scores.tolist()
         texts = self._texts_for(ids)
-        return [Hit(r + 1, float(s), int(p), t) for r, (p, s, t) in enumerate(zip(ids, scores, texts))]
+        return [Hit(r + 1, float(s), int(p), t, doc) for r, (p, s, t, doc)
+                in enumerate(zip(ids, scores, texts, self._doc_ids_for(ids)))]
 
 
 def load_hybrid(data_dir: Path) -> dict | None:

@@ -22,3 +22,39 @@ def test_hits_are_the_nonzero_scores_and_single_queries_match_retrieve():
     for j in range(len(qs)):
         np.testing.assert_allclose(got_s[j], ref_s[j], rtol=1e-5)
         assert set(got_i[j][got_s[j] > 0]) == set(ref_i[j][ref_s[j] > 0])
+
+
+def _passages(d, texts, titles=None):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from common.artifacts import write_manifest
+    cols = {"passage_id": np.arange(len(texts), dtype=np.int64), "text": texts}
+    if titles is not None:
+        cols["title"] = titles
+    pq.write_table(pa.table(cols), d / "passages.parquet")
+    write_manifest(d / "passages.parquet", "test")
+
+
+def test_parameters_are_part_of_the_index(tmp_path):
+    """k1 0.9, b 0.4 by default, recorded in data/bm25/source.json; another k1 rebuilds."""
+    import json
+    _passages(tmp_path, TEXTS)
+    logs = []
+    a = bm25.load_or_build(tmp_path, logs.append)
+    assert len(logs) == 1 and a.params == bm25.DEFAULTS and (a.retriever.k1, a.retriever.b) == (0.9, 0.4)
+    assert json.loads((tmp_path / "bm25" / "source.json").read_text())["params"] == bm25.DEFAULTS
+    again = bm25.load_or_build(tmp_path, logs.append)
+    assert len(logs) == 1 and again.retriever.k1 == 0.9  # loaded, not rebuilt
+    b = bm25.load_or_build(tmp_path, logs.append, k1=1.2)
+    assert len(logs) == 2 and b.retriever.k1 == 1.2 and b.params["k1"] == 1.2
+    assert json.loads((tmp_path / "bm25" / "source.json").read_text())["params"]["k1"] == 1.2
+    assert not np.allclose(a.scores("coffee tea"), b.scores("coffee tea"))
+    np.testing.assert_allclose(b.scores("coffee tea"), bm25.build(TEXTS, np.arange(len(TEXTS)), k1=1.2).scores("coffee tea"))
+    assert bm25.load_or_build(tmp_path, logs.append, k1=1.2) and len(logs) == 2
+
+
+def test_a_title_is_indexed_with_its_text(tmp_path):
+    _passages(tmp_path, TEXTS, ["" if i != 3 else "Okapi guide" for i in range(len(TEXTS))])
+    idx = bm25.load_or_build(tmp_path, lambda *a: None)
+    i, s = idx.search(["okapi"], 1)
+    assert i[0, 0] == 3 and s[0, 0] > 0

@@ -7,33 +7,9 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, run  # the `pipeline` fixture (s00-s10 once per session) is in conftest.py
 
 
-def run(script, data, *args, check=True, input=None):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    r = subprocess.run([sys.executable, str(ROOT / script), "--data-dir", str(data), *args], cwd=ROOT,
-                       capture_output=True, text=True, env=env, input=input, timeout=600)
-    if check and r.returncode != 0:
-        raise AssertionError(f"{script} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
-    return r
-
-
-@pytest.fixture(scope="module")
-def pipeline(synthetic, tmp_path_factory):
-    data = tmp_path_factory.mktemp("data")
-    out = {}
-    out["s00"] = run("s00_combine_data.py", data, "--source", synthetic["dir"])
-    out["s01"] = run("s01_create_triplets.py", data)
-    out["s02"] = run("s02_tkn_ms_marco.py", data, "--glove", synthetic["glove"])
-    out["s03"] = run("s03_build_embedding_matrix.py", data)
-    out["s04"] = run("s04_train_tower.py", data, "--epochs", "4", "--batch-size", "64")
-    out["s05"] = run("s05_encode_docs_to_chromadb.py", data)
-    out["s06"] = run("s06_mine_hard_negatives.py", data)
-    out["s07"] = run("s07_train_w_hard_negatives.py", data, "--epochs", "2", "--batch-size", "64", "--wandb", "disabled")
-    out["s08"] = run("s08_reencode_all.py", data)
-    out["s10"] = run("s10_evaluate.py", data, "--wandb", "disabled")
-    return data, out
 
 
 def test_every_stage_ends_with_what_it_wrote(pipeline):
