@@ -21,7 +21,7 @@ def main():
     p.add_argument("--source", default=None,
                    help="local folder laid out as the hub repo; default: download from the Hub")
     p.add_argument("--hub-repo", default=msmarco.HUB_REPO, help="Hub dataset id (or a local clone of it)")
-    p.add_argument("--batch-rows", type=int, default=10_000)
+    p.add_argument("--batch-rows", type=cli.positive_int, default=10_000)
     args = p.parse_args()
 
     from tqdm import tqdm

@@ -17,8 +17,8 @@ from common.triplets import random_triplets
 
 def main():
     p = cli.parser(__doc__)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--negs-per-pos", type=int, default=1)
+    p.add_argument("--seed", type=cli.nonneg_int, default=0)
+    p.add_argument("--negs-per-pos", type=cli.positive_int, default=1)
     args = p.parse_args()
     t = cli.Timer()
     d = args.data_dir

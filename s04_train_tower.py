@@ -1,36 +1,41 @@
 """Stage 4: train the two-tower model on (query, positive, random negative) triplets.
 
+Loss: a triplet margin (`--loss inbatch`: softmax over the batch), plus the teacher's embeddings of
+the training questions and positives (`--distill`, common/train.py; `--distill 0`: labels alone).
+
 After each epoch it ranks the validation pool and keeps the best checkpoint (by MRR@10) at
 data/s04_model.pt, with the model's config and the vocabulary's fingerprint.
 
-    python s04_train_tower.py                 # avg encoder, in-batch negatives
+    python s04_train_tower.py                 # avg encoder, triplet margin + the teacher
     python s04_train_tower.py --encoder gru   # GRU encoder
-    python s04_train_tower.py --loss triplet  # the original triplet-margin loss, for comparison
+    python s04_train_tower.py --loss inbatch  # softmax over the batch instead of the margin
     # expected on ../shared/msmarco-sample: see the reproduction table in README.md
 """
 import numpy as np
 import pyarrow.parquet as pq
+import torch
 
 from common import cli, tracking
 from common.artifacts import StageError, check_lineage, require, run_main, write_manifest
 from common.corpus import load_corpus
+from common.encode import load_embeddings
 from common.model import DEFAULT_CONFIG, TwoTowerModel, stem_map
-from common.train import fit, train_set, validation_set
+from common.train import attach_teacher, fit, head_start, project_teacher, train_set, validation_set
 
 
 def main():
     p = cli.parser(__doc__)
     p.add_argument("--encoder", default=DEFAULT_CONFIG["encoder"], choices=["avg", "gru"])
-    p.add_argument("--out-dim", type=int, default=DEFAULT_CONFIG["out_dim"], help="size of the semantic part")
-    p.add_argument("--lex-dim", type=int, default=DEFAULT_CONFIG["lex_dim"],
+    p.add_argument("--out-dim", type=cli.positive_int, default=DEFAULT_CONFIG["out_dim"], help="size of the semantic part")
+    p.add_argument("--lex-dim", type=cli.nonneg_int_zero_means("off"), default=DEFAULT_CONFIG["lex_dim"],
                    help="size of the lexical-identity part (0: off); the index stores out-dim + lex-dim")
-    p.add_argument("--lex-scale", type=float, default=DEFAULT_CONFIG["lex_scale"])
+    p.add_argument("--lex-scale", type=cli.positive_float, default=DEFAULT_CONFIG["lex_scale"])
     p.add_argument("--shared-towers", action="store_true", help="one tower for queries and passages")
-    p.add_argument("--train-emb", action="store_true", help="fine-tune the GloVe vectors (sparse gradients)")
+    p.add_argument("--train-emb", action="store_true", help="fine-tune the word vectors (sparse gradients)")
     p.add_argument("--no-token-weights", action="store_true", help="plain mean instead of learned IDF weights")
-    p.add_argument("--gru-hidden", type=int, default=DEFAULT_CONFIG["gru_hidden"])
-    p.add_argument("--temperature", type=float, default=DEFAULT_CONFIG["temperature"])
-    cli.add_train(p, epochs=30, lr=2e-3)
+    p.add_argument("--gru-hidden", type=cli.positive_int, default=DEFAULT_CONFIG["gru_hidden"])
+    p.add_argument("--temperature", type=cli.positive_float, default=DEFAULT_CONFIG["temperature"])
+    cli.add_train(p, epochs=10, lr=1e-3, lr_emb=1e-2)
     cli.add_device(p)
     cli.add_wandb(p)
     p.add_argument("--out", default="s04_model.pt", help="checkpoint name under --data-dir")
@@ -43,24 +48,34 @@ def main():
     check_lineage(em, "vocab", corpus.vocab_manifest, "s03_build_embedding_matrix.py")
     tm = require(d / "triplets.parquet")
     check_lineage(tm, "queries", require(d / "queries.parquet"), "s01_create_triplets.py")
-    emb = np.load(d / "embeddings.npy")
+    emb = load_embeddings(d) if not args.train_emb else np.load(d / "embeddings.npy")
     ts = train_set(corpus, pq.read_table(d / "triplets.parquet"), "train")
     if len(ts) == 0:
         raise StageError("no training triplets (no train query has a selected passage): check s00's report")
     vs = validation_set(corpus, "validation", args.val_pool, args.seed)
     cfg = dict(encoder=args.encoder, out_dim=args.out_dim, lex_dim=args.lex_dim, lex_scale=args.lex_scale,
                shared=args.shared_towers, freeze_emb=not args.train_emb, token_weights=not args.no_token_weights,
-               gru_hidden=args.gru_hidden, temperature=args.temperature)
+               gru_hidden=args.gru_hidden, temperature=args.temperature, embeddings=em["fingerprint"])
+    if args.distill:
+        attach_teacher(ts, corpus, args.distill_pairs, device)
+    basis, head_init = head_start(ts, corpus, emb, args.out_dim, args.encoder)
+    distill = args.distill if basis is not None else 0.0
+    if args.distill and basis is None:
+        print(f"warning: {len(ts):,} pairs cannot give {args.out_dim} teacher directions: training on labels only")
+    if distill:
+        project_teacher(ts, basis)
     model = TwoTowerModel(len(corpus.vocab), emb.shape[1], cfg, embeddings=emb, idf=corpus.vocab.idf(),
-                          stems=stem_map(corpus.vocab.words), seed=args.seed)
+                          stems=stem_map(corpus.vocab.words), seed=args.seed, head_init=head_init)
     print(f"training on {device}: {len(ts):,} triplets, validation {len(vs.q_rows):,} queries "
           f"against {len(vs.pool_rows):,} passages; model {cfg}")
     run = tracking.init(args.wandb, args.wandb_project, d, "s04_train_tower", vars(args) | cfg)
     out = d / args.out
     best, hist = fit(model, corpus, ts, vs, device, out, args.epochs, args.batch_size, args.lr, args.lr_emb,
                      loss=args.loss, margin=args.margin, max_len=args.max_len, seed=args.seed, run=run,
-                     patience=args.patience,
-                     meta={"vocab_fingerprint": corpus.vocab.fingerprint, "stage": "s04"})
+                     patience=args.patience, distill=distill,
+                     meta={"vocab_fingerprint": corpus.vocab.fingerprint, "stage": "s04",
+                           # s07 distils through the same projection; none when s04 had no teacher
+                           **({"teacher_basis": torch.from_numpy(basis)} if distill else {})})
     run.log({"best_val_mrr@10": best["mrr@10"]})
     run.finish()
     write_manifest(out, "s04_train_tower.py", {k: str(v) for k, v in vars(args).items()},

@@ -20,16 +20,18 @@ from common.mining import mine
 def main():
     p = cli.parser(__doc__)
     p.add_argument("--checkpoint", default="s04_model.pt")
-    p.add_argument("--skip", type=int, default=3, help="ranks at the very top that are never used")
-    p.add_argument("--depth", type=int, default=30, help="deepest rank a negative may come from")
-    p.add_argument("--per-query", type=int, default=1, help="hard negatives per (query, positive)")
+    p.add_argument("--skip", type=cli.nonneg_int, default=3, help="ranks at the very top that are never used")
+    p.add_argument("--depth", type=cli.positive_int, default=30, help="deepest rank a negative may come from")
+    p.add_argument("--per-query", type=cli.positive_int, default=1, help="hard negatives per (query, positive)")
     p.add_argument("--margin", type=float, default=0.0,
                    help="drop candidates scoring above (positive's score - margin)")
-    p.add_argument("--query-batch", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--query-batch", type=cli.positive_int, default=500)
+    p.add_argument("--seed", type=cli.nonneg_int, default=0)
     vector_store.add_args(p)
     cli.add_device(p)
     args = p.parse_args()
+    if args.skip >= args.depth:
+        p.error(f"argument --skip: must be below --depth ({args.skip} >= {args.depth})")
     from tqdm import tqdm
     t = cli.Timer()
     device = cli.setup_torch(args)

@@ -18,7 +18,8 @@ from common.artifacts import atomic_path, require, run_main, write_manifest
 from common.corpus import load_corpus
 from common.encode import load_model
 from common.model import TwoTowerModel, stem_map
-from common.train import fit, train_set, validate, validation_set
+from common.encode import load_embeddings
+from common.train import attach_teacher, fit, project_teacher, train_set, validate, validation_set
 
 
 def main():
@@ -26,7 +27,7 @@ def main():
     p.add_argument("--init", default="s04", choices=["s04", "fresh"], help="start from s04's weights or anew")
     p.add_argument("--checkpoint", default="s04_model.pt", help="the s04 checkpoint")
     p.add_argument("--with-random", action="store_true", help="also train on s01's random-negative triplets")
-    cli.add_train(p, epochs=10, lr=5e-4)
+    cli.add_train(p, epochs=5, lr=5e-4, lr_emb=5e-3)
     cli.add_device(p)
     cli.add_wandb(p)
     args = p.parse_args()
@@ -43,18 +44,24 @@ def main():
     vs = validation_set(corpus, "validation", args.val_pool, args.seed)
     base = validate(s04, corpus, vs, device, args.max_len)
     print(f"s04 validation MRR@10 {base['mrr@10']:.4f} (same pool as below)")
+    basis = ckpt.get("teacher_basis")
+    if args.distill and basis is not None:  # the targets s04 learned, through the same projection
+        attach_teacher(ts, corpus, args.distill_pairs, device)
+        project_teacher(ts, basis.numpy())
     if args.init == "s04":
         model = s04
     else:
-        emb = np.load(d / "embeddings.npy")
+        emb = load_embeddings(d, ckpt["config"].get("embeddings"))
         model = TwoTowerModel(len(corpus.vocab), emb.shape[1], ckpt["config"], embeddings=emb,
-                              idf=corpus.vocab.idf(), stems=stem_map(corpus.vocab.words), seed=args.seed)
+                              idf=corpus.vocab.idf(), stems=stem_map(corpus.vocab.words), seed=args.seed,
+                              head_init=basis.numpy().T if basis is not None and emb.shape[1] == basis.shape[0] else None)
     run = tracking.init(args.wandb, args.wandb_project, d, "s07_train_w_hard_negatives", vars(args) | model.config)
     out = d / "s07_model.pt"
     best, hist = fit(model, corpus, ts, vs, device, out, args.epochs, args.batch_size, args.lr, args.lr_emb,
                      loss=args.loss, margin=args.margin, max_len=args.max_len, seed=args.seed, run=run,
-                     patience=args.patience,
-                     meta={"vocab_fingerprint": corpus.vocab.fingerprint, "stage": "s07"})
+                     patience=args.patience, distill=args.distill if basis is not None else 0.0,
+                     meta={"vocab_fingerprint": corpus.vocab.fingerprint, "stage": "s07",
+                           **({"teacher_basis": basis} if basis is not None else {})})
     winner = "s07" if best["mrr@10"] > base["mrr@10"] else "s04"
     run.log({"s04_val_mrr@10": base["mrr@10"], "s07_val_mrr@10": best["mrr@10"], "winner_is_s07": winner == "s07"})
     run.finish()

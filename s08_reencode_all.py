@@ -17,8 +17,8 @@ def main():
     p.add_argument("--store-text", action="store_true",
                    help="also store passage text as Chroma documents (slower: Chroma full-text indexes it); "
                         "by default results read text from data/passage_text/")
-    p.add_argument("--encode-batch", type=int, default=4096)
-    p.add_argument("--write-batch", type=int, default=5000)
+    p.add_argument("--encode-batch", type=cli.positive_int, default=4096)
+    p.add_argument("--write-batch", type=cli.positive_int, default=5000)
     p.add_argument("--drop-old", action="store_true", help="delete the previously active collection afterwards")
     vector_store.add_args(p)
     vector_store.add_index_args(p)

@@ -8,7 +8,7 @@ import textwrap
 import time
 
 from common import cli, vector_store
-from common.artifacts import run_main
+from common.artifacts import StageError, run_main
 from common.search import QueryError, Searcher
 
 
@@ -26,6 +26,8 @@ def answer(s: Searcher, q: str, k: int, width: int) -> bool:
     except QueryError as e:
         print(e)
         return False
+    except StageError:  # a damaged file (index, BM25, reports): one line, and the stage ends
+        raise
     except Exception as e:  # e.g. the Chroma server went away mid-session: say so, keep the prompt
         print(f"search failed ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
               f"check the index (re-run s08_reencode_all.py) or the Chroma server")
@@ -37,8 +39,8 @@ def answer(s: Searcher, q: str, k: int, width: int) -> bool:
 def main():
     p = cli.parser(__doc__)
     p.add_argument("--query", default=None, help="answer this one query and exit")
-    p.add_argument("-k", type=int, default=10, help="results to show")
-    p.add_argument("--width", type=int, default=200, help="characters of passage text to show")
+    p.add_argument("-k", type=cli.int_range(1, 1000), default=10, help="results to show (1 to 1,000)")
+    p.add_argument("--width", type=cli.int_range(10), default=200, help="characters of passage text to show")
     p.add_argument("--mode", default=None, choices=["dense", "bm25", "hybrid"],
                    help="default: whichever won on validation in s10 (data/reports/hybrid.json); hybrid if s10 has not run")
     p.add_argument("--device", default="cpu",

@@ -50,19 +50,16 @@ def prepare_external(args, log=print) -> Path:
     ext = args.data_dir / "external" / slug
     ext.mkdir(parents=True, exist_ok=True)
     vm = require(args.data_dir / "vocab.pkl")
-    em = require(args.data_dir / "embeddings.npy")
     stamp = ext / "prepared.json"
-    if not (stamp.exists() and vector_store.read_json(stamp).get("vocab") == vm["fingerprint"]):
+    if not (stamp.exists() and (vector_store.read_progress(stamp) or {}).get("vocab") == vm["fingerprint"]):
         log(f"preparing {args.source} under {ext} ...")
         splits = ((s, msmarco.iter_local(args.source, args.config, s, 10_000)) for s in msmarco.SPLITS)
         rep = msmarco.combine(ext / "queries.parquet", ext / "passages.parquet", splits)
         qm = write_manifest(ext / "queries.parquet", "s10_evaluate.py", {"source": args.source}, stats=rep)
         pm = write_manifest(ext / "passages.parquet", "s10_evaluate.py", {"source": args.source}, inputs={"queries": qm})
         shutil.copyfile(args.data_dir / "vocab.pkl", ext / "vocab.pkl")
-        shutil.copyfile(args.data_dir / "embeddings.npy", ext / "embeddings.npy")
         vm2 = write_manifest(ext / "vocab.pkl", "s10_evaluate.py", vm["settings"], inputs={"queries": qm, "passages": pm},
                              fingerprint=vm["fingerprint"])
-        write_manifest(ext / "embeddings.npy", "s10_evaluate.py", em["settings"], inputs={"vocab": vm2})
         vocab = Vocab.load(ext / "vocab.pkl")
         for name, src, id_col, text_col, ml in (("passages_tok.parquet", "passages.parquet", "passage_id", "text", 256),
                                                 ("queries_tok.parquet", "queries.parquet", "query_id", "query", 64)):
@@ -254,10 +251,10 @@ def main():
                    help="evaluate on a dataset in the BEIR layout (corpus.jsonl, queries.jsonl, qrels/test.tsv)")
     p.add_argument("--rerank", default=None, metavar="RUNFILE",
                    help="with --beir: also re-score each query's top 100 of this TREC run file")
-    p.add_argument("--rel-level", type=int, default=1,
+    p.add_argument("--rel-level", type=cli.positive_int, default=1,
                    help="with --beir: grade counted as relevant by MRR and Recall (1: BEIR's rule; TREC DL: 2)")
-    p.add_argument("--bm25-k1", type=float, default=bm25_mod.K1, help="BM25 k1")
-    p.add_argument("--bm25-b", type=float, default=bm25_mod.B, help="BM25 b")
+    p.add_argument("--bm25-k1", type=cli.nonneg_float, default=bm25_mod.K1, help="BM25 k1")
+    p.add_argument("--bm25-b", type=cli.fraction, default=bm25_mod.B, help="BM25 b")
     vector_store.add_args(p)
     cli.add_device(p)
     cli.add_wandb(p)

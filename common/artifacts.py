@@ -3,8 +3,15 @@
 Every output is written to a temporary name and renamed into place, so a killed stage leaves
 the previous good file or none. Beside each output sits `<name>.manifest.json`: which script
 wrote it, its settings, a fingerprint of its own, and the fingerprints of the inputs it was
-made from. A later stage that reads two files checks that they descend from the same inputs and
-refuses, naming the script to re-run, when they do not.
+made from, and the file's byte size (with a sha256 of its content where it is under 1 MB). A
+later stage that reads two files checks that they descend from the same inputs and refuses, naming
+the script to re-run, when they do not.
+
+Damage is told apart from absence: `require()` compares the file with what its manifest recorded
+(size, hash) and checks its format's magic bytes, all before any work starts, and the typed readers
+below (read_json_artifact, read_parquet_artifact, load_npy_artifact, load_pickle_artifact) turn
+whatever a damaged file raises into one StageError that names the file, what is wrong with it and
+the script to re-run.
 """
 from __future__ import annotations
 
@@ -31,7 +38,10 @@ PRODUCERS = {
     "s07_model.pt": "s07_train_w_hard_negatives.py",
     "best_model.pt": "s07_train_w_hard_negatives.py",
     "active_index.json": "s05_encode_docs_to_chromadb.py",
+    "hybrid.json": "s10_evaluate.py",
+    "bm25": "s10_evaluate.py",
 }
+HASH_LIMIT = 1 << 20  # files up to this size get a sha256 in their manifest (hashing 1 MB: ~1 ms)
 
 
 class StageError(RuntimeError):
@@ -124,6 +134,246 @@ def manifest_path(path) -> Path:
     return path.with_name(path.name + ".manifest.json")
 
 
+def producer_of(path) -> str:
+    """The script that writes `path` (for "run/re-run X" messages)."""
+    path = Path(path)
+    name = path.name[:-len(".manifest.json")] if path.name.endswith(".manifest.json") else path.name
+    if name in PRODUCERS:
+        return PRODUCERS[name]
+    if path.parent.name in PRODUCERS:  # a file inside data/bm25/
+        return PRODUCERS[path.parent.name]
+    if path.parent.name == "indexes":
+        return "s08_reencode_all.py"
+    return "s04_train_tower.py" if name.endswith(".pt") else "the stage that makes it"
+
+
+def file_facts(path) -> dict:
+    """What a manifest records of a file so that a reader can tell it is intact: its byte size,
+    and a sha256 of its content where it is small."""
+    path = Path(path)
+    n = path.stat().st_size
+    out = {"bytes": n}
+    if n <= HASH_LIMIT:
+        out["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def damage(path, facts: dict | None = None) -> str | None:
+    """What is wrong with the file at `path` (a few words), or None when it looks intact: compared
+    with `facts` (file_facts() when it was written) and by its format's magic bytes. Microseconds."""
+    path = Path(path)
+    try:
+        n = path.stat().st_size
+    except OSError:
+        return "missing"
+    if path.is_dir():
+        return None
+    fmt = format_damage(path, n, facts)  # the format's own evidence first: "not a .npy file", ...
+    if fmt:
+        return fmt
+    want = (facts or {}).get("bytes")
+    if want is not None and n != want:
+        if n < want and path.suffix not in (".parquet", ".npy"):  # (those two would show a cut)
+            return f"cut short ({n:,} of the {want:,} bytes its manifest records)"
+        return f"not what its manifest says ({n:,} bytes, the manifest records {want:,})"
+    if (facts or {}).get("sha256") and n <= HASH_LIMIT and \
+            hashlib.sha256(path.read_bytes()).hexdigest() != facts["sha256"]:
+        return "not what its manifest says (its content hash differs)"
+    return None
+
+
+_MAGIC = {".npy": (b"\x93NUMPY", "not a .npy file"), ".npz": (b"PK", "not a .npz file"),
+          ".pt": (b"PK", "not a torch checkpoint"), ".pkl": (b"\x80", "not a pickle")}
+
+
+def format_damage(path: Path, n: int | None = None, manifest: dict | None = None) -> str | None:
+    """A wrong format, from the first and last bytes: Parquet starts and ends with PAR1, .npy starts
+    with its magic string and is as long as its header promises (and of the shape its manifest's
+    stats record, if they do), .npz and .pt are zip files, a pickle starts with its protocol byte."""
+    path = Path(path)
+    n = path.stat().st_size if n is None else n
+    suffix = path.suffix
+    if suffix == ".npy":
+        return npy_damage(path, n, ((manifest or {}).get("stats") or {}).get("shape"))
+    if suffix == ".parquet":
+        if n < 12:
+            return "not a Parquet file (too short)"
+        with open(path, "rb") as f:
+            head = f.read(4)
+            f.seek(n - 4)
+            tail = f.read(4)
+        if head != b"PAR1":
+            return "not a Parquet file"
+        if tail != b"PAR1":
+            return "cut short (a Parquet file without its footer)"
+        return None
+    if suffix in _MAGIC:
+        magic, what = _MAGIC[suffix]
+        with open(path, "rb") as f:
+            head = f.read(len(magic))
+        if n == 0:
+            return "empty"
+        if head != magic:
+            return what
+    return None
+
+
+def npy_header(path: Path):
+    """(shape, dtype, data offset) from a .npy file's header; ValueError when it has none."""
+    import numpy as np
+    with open(path, "rb") as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            shape, _fortran, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0) else
+                                      np.lib.format.read_array_header_2_0(f) if version == (2, 0) else
+                                      np.lib.format._read_array_header(f, version))
+        except Exception as e:
+            raise ValueError(str(e)) from None
+        return tuple(shape), dtype, f.tell()
+
+
+def npy_damage(path: Path, n: int, shape=None) -> str | None:
+    import numpy as np
+    try:
+        hshape, hdtype, offset = npy_header(path)
+    except ValueError:
+        with open(path, "rb") as f:
+            head = f.read(6)
+        return "a .npy file whose header is cut short or damaged" if head == b"\x93NUMPY" else "not a .npy file"
+    if hdtype.hasobject:
+        return "not what this stage writes (an array of Python objects)"
+    need = offset + int(np.prod(hshape, dtype=np.int64)) * hdtype.itemsize
+    if n < need:
+        return f"cut short ({n:,} of the {need:,} bytes its header promises)"
+    if shape is not None and list(shape) != list(hshape):
+        return f"the wrong shape {hshape} (its manifest records {tuple(shape)})"
+    return None
+
+
+def damaged(path, what: str, producer: str | None = None) -> StageError:
+    return StageError(f"{path} is {what}: re-run {producer or producer_of(path)}")
+
+
+def read_json_artifact(path, producer: str | None = None, missing_ok: bool = False):
+    """A JSON file another stage wrote: None (missing_ok) or "run X first" when it is absent, one
+    line naming the damage when it is not JSON (cut short, random bytes) or not a JSON object."""
+    path = Path(path)
+    producer = producer or producer_of(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        if missing_ok:
+            return None
+        raise StageError(f"{path} not found: run {producer} first")
+    except OSError as e:
+        raise damaged(path, f"unreadable ({e.strerror or type(e).__name__})", producer)
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise damaged(path, "not a JSON file (not even text)", producer)
+    except json.JSONDecodeError as e:
+        cut = e.pos >= len(raw.rstrip()) - 1 or raw.strip() == b"" or e.msg.startswith("Unterminated")
+        raise damaged(path, "cut short (its JSON ends part-way)" if cut else f"not valid JSON ({e.msg})", producer)
+    if not isinstance(obj, dict):
+        raise damaged(path, f"not what this stage writes (a JSON {type(obj).__name__}, not an object)", producer)
+    return obj
+
+
+def load_npy_artifact(path, producer: str | None = None, mmap_mode=None, shape: tuple | None = None,
+                      dtype=None):
+    """np.load of a .npy file another stage wrote, checked first from its header (microseconds):
+    the format, the length the header promises (a cut file is caught before any mmap fails), and
+    `shape` (None for any length on that axis) and `dtype` when given."""
+    import numpy as np
+    path = Path(path)
+    producer = producer or producer_of(path)
+    if not path.exists():
+        raise StageError(f"{path} not found: run {producer} first")
+    bad = npy_damage(path, path.stat().st_size)
+    if bad:
+        raise damaged(path, bad, producer)
+    hshape, hdtype, _ = npy_header(path)
+    if shape is not None and (len(shape) != len(hshape) or
+                              any(w is not None and int(w) != h for w, h in zip(shape, hshape))):
+        want = "(" + ", ".join("any" if w is None else f"{int(w):,}" for w in shape) + ")"
+        raise damaged(path, f"the wrong shape {tuple(hshape)} (expected {want})", producer)
+    if dtype is not None and hdtype != np.dtype(dtype):
+        raise damaged(path, f"of the wrong type {hdtype} (expected {np.dtype(dtype)})", producer)
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except Exception as e:
+        raise damaged(path, f"unreadable ({type(e).__name__})", producer)
+
+
+def read_parquet_artifact(path, producer: str | None = None, columns: list | None = None):
+    """pyarrow.parquet.read_table of a file another stage wrote; a damaged file or a missing column
+    is one line."""
+    import pyarrow.parquet as pq
+    path = Path(path)
+    producer = producer or producer_of(path)
+    if not path.exists():
+        raise StageError(f"{path} not found: run {producer} first")
+    bad = format_damage(path)
+    if bad:
+        raise damaged(path, bad, producer)
+    try:
+        pf = pq.ParquetFile(path)
+        names = pf.schema_arrow.names
+    except Exception as e:
+        raise damaged(path, f"a damaged Parquet file ({type(e).__name__})", producer)
+    lacking = [c for c in (columns or []) if c not in names]
+    if lacking:
+        raise damaged(path, f"not what this stage writes (no column {', '.join(lacking)})", producer)
+    try:
+        return pf.read(columns=columns)
+    except Exception as e:
+        raise damaged(path, f"a damaged Parquet file ({type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''})",
+                      producer)
+
+
+# What a vocabulary pickle may hold: plain containers and numpy arrays (numpy 1.x and 2.x names).
+SAFE_PICKLE_GLOBALS = {
+    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "bytearray"), ("builtins", "slice"),
+    ("builtins", "complex"), ("collections", "OrderedDict"),
+    ("numpy", "dtype"), ("numpy", "ndarray"),
+    ("numpy._core.numeric", "_frombuffer"), ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar"),
+}
+
+
+def load_pickle_artifact(path, producer: str | None = None):
+    """A pickle another stage wrote, through an unpickler that builds only plain containers and
+    numpy arrays: a planted pickle in a shared data folder cannot run code, it is refused."""
+    import io
+    import pickle
+
+    path = Path(path)
+    producer = producer or producer_of(path)
+
+    class Restricted(pickle.Unpickler):
+        def find_class(self, module, name):
+            if (module, name) in SAFE_PICKLE_GLOBALS:
+                return super().find_class(module, name)
+            raise StageError(f"{path} holds a {module}.{name} object, which this file never holds: refused "
+                             f"(it would run code on loading); re-run {producer}")
+
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise StageError(f"{path} not found: run {producer} first")
+    try:
+        return Restricted(io.BytesIO(raw)).load()
+    except StageError:
+        raise
+    except EOFError:
+        raise damaged(path, "cut short (the pickle ends part-way)", producer)
+    except Exception as e:
+        what = "cut short (the pickle ends part-way)" if "truncated" in str(e).lower() or "ran out" in str(e).lower() \
+            else f"not a readable pickle ({type(e).__name__})"
+        raise damaged(path, what, producer)
+
+
 def write_manifest(path, script: str, settings: dict | None = None, inputs: dict | None = None,
                    stats: dict | None = None, fingerprint: str | None = None) -> dict:
     """Record how `path` was made. `inputs` maps a name to an input's manifest (or fingerprint)."""
@@ -134,21 +384,30 @@ def write_manifest(path, script: str, settings: dict | None = None, inputs: dict
     m = {"file": Path(path).name, "script": script, "fingerprint": fingerprint,
          "settings": settings or {}, "inputs": inputs, "stats": stats or {},
          "written_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if Path(path).is_file():
+        m.update(file_facts(path))  # bytes (+ sha256 when small): require() compares them
     write_json(manifest_path(path), m)
     return m
 
 
 def require(path, what: str | None = None) -> dict:
-    """Return the manifest of an input file, or stop with which script to run first."""
+    """Return the manifest of an input file, or stop with which script to run first; a file that
+    is not what its manifest records (size, hash, format) stops with what is wrong with it."""
     path = Path(path)
-    producer = PRODUCERS.get(path.name, "s04_train_tower.py" if path.suffix == ".pt" else "the stage that makes it")
+    producer = producer_of(path)
     if not path.exists():
         raise StageError(f"{path} not found: run {producer} first"
                          + (f" ({what})" if what else ""))
     mp = manifest_path(path)
     if not mp.exists():
         raise StageError(f"{path} has no manifest (written by an older or interrupted run): re-run {producer}")
-    return read_json(mp)
+    m = read_json_artifact(mp, producer)
+    if not isinstance(m.get("fingerprint"), str):
+        raise damaged(mp, "not a manifest (no fingerprint)", producer)
+    bad = damage(path, m)
+    if bad:
+        raise damaged(path, bad, m.get("script") or producer)
+    return m
 
 
 def check_lineage(child: dict, input_name: str, parent: dict, rerun: str):

@@ -6,7 +6,7 @@
     run files            qid Q0 docid rank score tag (TREC), one line per retrieved document
 
 `prepare` turns such a folder into a data folder of the pipeline's own files (queries.parquet,
-passages.parquet, the token tables with the MAIN vocabulary, vocab.pkl, embeddings.npy) under the
+passages.parquet, the token tables with the MAIN vocabulary, vocab.pkl; the word table stays the main one) under the
 main data dir, data/external/beir-<name>-<hash>/, which s09 can search (`--data-dir` that folder)
 and s10 evaluates. Every document keeps its own string id (passages.parquet's `doc_id`; never
 merged with another, even with the same text) and gets an int64 passage id derived from it;
@@ -238,12 +238,12 @@ def prepare(beir_dir, main_dir, log=print) -> Path:
     src = check_dir(beir_dir)
     main_dir = Path(main_dir)
     vm = require(main_dir / "vocab.pkl")
-    em = require(main_dir / "embeddings.npy")
     ext = folder_for(src, main_dir)
     stamp = ext / "prepared.json"
     want = {"vocab": vm["fingerprint"], "source": str(src.resolve()), "files": _stat(src), "format": FORMAT}
     if stamp.exists():
-        have = read_json(stamp)
+        from .vector_store import read_progress
+        have = read_progress(stamp) or {}  # damaged: prepared again (by rename)
         if all(have.get(k) == v for k, v in want.items()):
             return ext
     ext.mkdir(parents=True, exist_ok=True)
@@ -296,10 +296,8 @@ def prepare(beir_dir, main_dir, log=print) -> Path:
         pq.write_table(ptab, tmp)
     pm = write_manifest(ext / "passages.parquet", "s10_evaluate.py", settings, inputs={"queries": qm}, stats=stats)
     shutil.copyfile(main_dir / "vocab.pkl", ext / "vocab.pkl")
-    shutil.copyfile(main_dir / "embeddings.npy", ext / "embeddings.npy")
     vm2 = write_manifest(ext / "vocab.pkl", "s10_evaluate.py", vm["settings"], inputs={"queries": qm, "passages": pm},
                          fingerprint=vm["fingerprint"])
-    write_manifest(ext / "embeddings.npy", "s10_evaluate.py", em["settings"], inputs={"vocab": vm2})
     vocab = Vocab.load(ext / "vocab.pkl")
     # the encoder sees what BM25 indexes: title + " " + text
     contents = tmp_path(ext / "contents.parquet")

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import read_json, remove_stale_tmp, require, tmp_path, write_json
+from .artifacts import (StageError, damage, damaged, file_facts, load_npy_artifact, read_json_artifact,
+                        remove_stale_tmp, require, tmp_path, write_json)
 from .text import normalize
 
 
@@ -137,9 +138,28 @@ def build(texts: list[str], ids: np.ndarray, **kw):
     return BM25Index(r, np.asarray(ids, dtype=np.int64), p)
 
 
-def load_or_build(data_dir: Path, log=print, **kw) -> BM25Index:
+def _load_checked(out: Path, st: dict, p: dict) -> BM25Index:
+    """data/bm25 as saved, after comparing each file with the size (and hash) recorded at build
+    time; StageError naming the first damaged file."""
+    import bm25s
+    for fname, facts in (st.get("files") or {}).items():
+        bad = damage(out / fname, facts)
+        if bad:
+            raise damaged(out / fname, bad, "s10_evaluate.py (it rebuilds data/bm25)")
+    try:
+        r = bm25s.BM25.load(str(out), show_progress=False)
+        ids = load_npy_artifact(out / "passage_ids.npy", "s10_evaluate.py (it rebuilds data/bm25)")
+    except StageError:
+        raise
+    except Exception as e:
+        raise damaged(out, f"unreadable ({type(e).__name__})", "s10_evaluate.py (it rebuilds data/bm25)")
+    return BM25Index(r, np.asarray(ids, dtype=np.int64), p)
+
+
+def load_or_build(data_dir: Path, log=print, repair: bool = True, **kw) -> BM25Index:
     """The pool's BM25 index, from data/bm25 if it was built from this passages.parquet with these
-    parameters (kw: k1, b, method, stopwords, stemmer; DEFAULTS otherwise), else built and saved."""
+    parameters (kw: k1, b, method, stopwords, stemmer; DEFAULTS otherwise), else built and saved.
+    A damaged data/bm25 is built again (repair, s10) or refused with one line (s09)."""
     import bm25s
     import pyarrow.parquet as pq
     d = Path(data_dir)
@@ -148,10 +168,14 @@ def load_or_build(data_dir: Path, log=print, **kw) -> BM25Index:
     out = d / "bm25"
     stamp = out / "source.json"
     if stamp.exists():
-        st = read_json(stamp)
-        if st.get("passages") == pm["fingerprint"] and st.get("params") == p:
-            r = bm25s.BM25.load(str(out), show_progress=False)
-            return BM25Index(r, np.load(out / "passage_ids.npy"), p)
+        try:
+            st = read_json_artifact(stamp, "s10_evaluate.py (it rebuilds data/bm25)")
+            if st.get("passages") == pm["fingerprint"] and st.get("params") == p:
+                return _load_checked(out, st, p)
+        except StageError as e:
+            if not repair:
+                raise
+            log(f"{str(e).split(': re-run')[0]}; building it again")
     remove_stale_tmp(out)
     log(f"building the {label(p)} index ...")
     t = pq.read_table(d / "passages.parquet")
@@ -159,7 +183,8 @@ def load_or_build(data_dir: Path, log=print, **kw) -> BM25Index:
     tmp = tmp_path(out)
     idx.retriever.save(str(tmp), show_progress=False)
     np.save(tmp / "passage_ids.npy", idx.ids)
-    write_json(tmp / "source.json", {"passages": pm["fingerprint"], "params": p})
+    files = {f.name: file_facts(f) for f in sorted(tmp.iterdir()) if f.is_file()}
+    write_json(tmp / "source.json", {"passages": pm["fingerprint"], "params": p, "files": files})
     old = None
     if out.exists():  # move the old index aside first: there is always a complete one in place
         old = tmp_path(out)

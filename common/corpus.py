@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from .artifacts import StageError, check_lineage, require
+from .artifacts import StageError, check_lineage, read_parquet_artifact, require
 from .vocab import TokenTable, Vocab
 
 
@@ -76,6 +76,6 @@ def load_corpus(data_dir: Path, need_queries: bool = True) -> Corpus:
     qtok = TokenTable.read(d / "queries_tok.parquet", "query_id")
     queries = {}
     if need_queries:
-        queries = pq.read_table(d / "queries.parquet",
-                                columns=["split", "query_id", "passage_ids", "is_selected"]).to_pydict()
+        queries = read_parquet_artifact(d / "queries.parquet",
+                                        columns=["split", "query_id", "passage_ids", "is_selected"]).to_pydict()
     return Corpus(d, vocab, vm, ptok, qtok, queries, IdIndex(ptok.ids), IdIndex(qtok.ids))

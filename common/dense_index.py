@@ -102,9 +102,16 @@ class VectorWriter:
 class FullVectors:
     """Full vectors by passage id, memory-mapped: opening costs nothing, a lookup reads its rows."""
 
-    def __init__(self, data_dir: Path, name: str):
-        self.vecs = np.load(vectors_path(data_dir, name), mmap_mode="r")
-        si = np.load(ids_path(data_dir, name), mmap_mode="r")
+    def __init__(self, data_dir: Path, name: str, rerun: str = "s08_reencode_all.py"):
+        from .artifacts import damaged, load_npy_artifact
+        vp, ip = vectors_path(data_dir, name), ids_path(data_dir, name)
+        self.vecs = load_npy_artifact(vp, rerun, mmap_mode="r")  # a cut or foreign file: one line
+        si = load_npy_artifact(ip, rerun, mmap_mode="r")
+        if self.vecs.ndim != 2:
+            raise damaged(vp, f"the wrong shape for the index {self.vecs.shape}", rerun)
+        if si.ndim != 2 or si.shape != (2, self.vecs.shape[0]) or si.dtype != np.int64:
+            raise damaged(ip, f"the wrong shape for the index ({si.shape} {si.dtype}, expected (2, "
+                              f"{self.vecs.shape[0]:,}) int64)", rerun)
         self.sorted_ids, self.order = si[0], si[1]
 
     @property
@@ -156,6 +163,10 @@ class DenseIndex:
         self.full = None
         if state.get("full_vectors") and vectors_path(data_dir, state["name"]).exists():
             self.full = FullVectors(data_dir, state["name"])
+            if self.total and self.dim and self.full.vecs.shape != (self.total, self.dim):
+                raise StageError(f"{vectors_path(data_dir, state['name'])} is the wrong shape for the index "
+                                 f"({self.full.vecs.shape}, expected ({self.total:,}, {self.dim})): "
+                                 f"re-run s08_reencode_all.py")
         elif self.index_dim < self.dim:
             raise StageError(f"{vectors_path(data_dir, state['name'])} is missing: re-run s08_reencode_all.py")
 

@@ -25,16 +25,35 @@ def load_model(path: Path, vocab_fp: str, device) -> tuple[TwoTowerModel, dict]:
     path = Path(path)
     if not path.exists():
         raise StageError(f"{path} not found: run {PRODUCERS.get(path.name, 's04_train_tower.py')} first")
+    from .artifacts import damage, producer_of
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain containers only
     except Exception as e:
-        raise StageError(f"{path} is not a readable checkpoint ({type(e).__name__}): re-run the stage that wrote it")
+        what = damage(path, None) or f"not a readable checkpoint ({type(e).__name__})"
+        raise StageError(f"{path} is {what}: re-run {producer_of(path)}")
+    if not isinstance(ckpt, dict) or "config" not in ckpt or "state_dict" not in ckpt:
+        raise StageError(f"{path} is not a checkpoint of this project: re-run {producer_of(path)}")
     if ckpt.get("vocab_fingerprint") != vocab_fp:
         raise StageError(f"{path} was trained on another vocabulary ({ckpt.get('vocab_fingerprint')} != {vocab_fp}): "
                          f"re-run s04_train_tower.py")
     require(path)  # a checkpoint without a manifest is from a training run that was interrupted
-    model = TwoTowerModel.from_checkpoint(ckpt).to(device)
+    emb = None
+    want = ckpt["config"].get("embeddings")
+    if want and not any(k.endswith("emb.weight") for k in ckpt["state_dict"]):
+        emb = load_embeddings(path.parent, want)
+    model = TwoTowerModel.from_checkpoint(ckpt, embeddings=emb).to(device)
     return model, ckpt
+
+
+def load_embeddings(data_dir: Path, fingerprint: str | None = None) -> np.ndarray:
+    """data/embeddings.npy, memory-mapped (copy-on-write: torch may wrap it, nothing writes it),
+    refused when it is not the one `fingerprint` names (a checkpoint's word table)."""
+    p = Path(data_dir) / "embeddings.npy"
+    m = require(p)
+    if fingerprint and m["fingerprint"] != fingerprint:
+        raise StageError(f"{p} is not the word table this checkpoint was trained with: re-run s04_train_tower.py "
+                         f"(or s03_build_embedding_matrix.py with the settings it had)")
+    return np.load(p, mmap_mode="c")
 
 
 @torch.no_grad()

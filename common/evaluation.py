@@ -80,12 +80,21 @@ class Evaluator:
     def glove(self, qids: np.ndarray, k: int = DEPTH):
         key = ("glove",)
         if key not in self._models:
-            emb = np.load(self.d / "embeddings.npy")
+            emb = self.glove_table()
             pool = retrieval.glove_average(emb, self.corpus.ptok, np.arange(len(self.corpus.ptok)))
             self._models[key] = (emb, pool)
         emb, pool = self._models[key]
         qv = retrieval.glove_average(emb, self.corpus.qtok, self.corpus.qidx.rows(qids))
         return retrieval.dense_exact(pool, self.corpus.ptok.ids, qv, k, self.device)
+
+    def glove_table(self) -> np.ndarray:
+        """GloVe's vectors for the vocabulary (the baseline is GloVe's whatever s03's vectors are)."""
+        if "glove_table" not in self._models:
+            from . import glove
+            v = self.corpus.vocab
+            mat, _ = glove.vectors_for(v.glove_source or glove.DEFAULT, v.index, len(v))
+            self._models["glove_table"] = mat
+        return self._models["glove_table"]
 
     def bm25_run(self, texts, k: int = DEPTH):
         return self.bm25.search(texts, k)
@@ -97,7 +106,7 @@ class Evaluator:
         if kind == "bm25":
             return retrieval.rerank_candidates(bm, cands)
         if kind == "glove":
-            emb = np.load(self.d / "embeddings.npy")
+            emb = self.glove_table()
             qv = retrieval.glove_average(emb, self.corpus.qtok, self.corpus.qidx.rows(qids))
             fn = lambda i, c: retrieval.glove_average(emb, self.corpus.ptok, self.corpus.pidx.rows(c)) @ qv[i]
             return retrieval.rerank_candidates(fn, cands)

@@ -97,7 +97,8 @@ def build(data_dir: Path, name: str, meta: dict, total: int, batches, hnsw: dict
     bounds = shard_bounds(total, shards)
     paths = [graph_path(d, name, i, shards) for i in range(shards)]
     part = partial_path(d, name)
-    state = read_json(pp) if pp.exists() else None
+    from .vector_store import read_progress
+    state = read_progress(pp)
     same = state is not None and all(state.get(k) == meta.get(k) for k in meta) and state.get("total") == total \
         and int(state.get("shards", 1)) == shards
     if same and state.get("complete") and all(p.exists() for p in paths):

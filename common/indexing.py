@@ -77,9 +77,18 @@ def index_checkpoint(data_dir: Path, ckpt_path: Path, c, device, encode_batch: i
             state = dict(state, hnsw=dict(state.get("hnsw") or {}, ef_search=ef))
             vector_store.write_json(vector_store.progress_path(d, state["name"]), state)
         qe = export(model, d, state["name"]) if model is not None else None
+        # the files' sizes (and hashes where small), for s09 to check before it maps them
+        state = vector_store.record_files(d, state)
+        vector_store.write_json(vector_store.progress_path(d, state["name"]), state)
         return dict(state, checkpoint=str(Path(ckpt_path).name), stage=ckpt.get("stage"),
                     checkpoint_manifest=require(ckpt_path)["fingerprint"], query_encoder=qe)
     dense_index.check_index_dim(cfg["out_dim"], cfg["lex_dim"], index_dim)  # now, not after the first batch
+    for n in {name, f"{name}-x{shards}"}:  # a complete index whose files were damaged is built again
+        st = vector_store.read_progress(vector_store.progress_path(d, n))
+        bad = st and st.get("complete") and st.get("name") == n and vector_store.index_damage(d, st)
+        if bad:
+            log(f"{bad}: building index {n} again")
+            vector_store.progress_path(d, n).unlink()
     if backend == "faiss":  # shards are graphs built in turn by this process (Chroma: one process each)
         _prepare_vector_file(d, name, meta, total)
         table = TokenTable.read(d / "passages_tok.parquet", "passage_id")
@@ -102,7 +111,7 @@ def index_checkpoint(data_dir: Path, ckpt_path: Path, c, device, encode_batch: i
         raise StageError("--shards > 1 is for the embedded store; a Chroma server indexes in one collection")
     name = f"{name}-x{shards}"  # its own progress file: never confused with a one-collection build
     pp = vector_store.progress_path(d, name)
-    st = vector_store.read_json(pp) if pp.exists() else {}
+    st = vector_store.read_progress(pp) or {}
     if st.get("complete") and int(st.get("shards", 1)) == shards and all(st.get(k) == v for k, v in meta.items()) \
             and vector_store.open_built(d, name) is not None:
         log(f"index {name} is already complete ({total:,} passages in {shards} shards)")
@@ -143,7 +152,7 @@ def _prepare_vector_file(d: Path, name: str, meta: dict, total: int):
     """Create data/indexes/<name>.vectors.npy, or keep it when this is a resumed build of the same
     index (its progress file says so)."""
     pp = vector_store.progress_path(d, name)
-    st = vector_store.read_json(pp) if pp.exists() else {}
+    st = vector_store.read_progress(pp) or {}
     resume = bool(st) and all(st.get(k) == v for k, v in meta.items()) and st.get("total") == total
     ids = pq.read_table(d / "passages_tok.parquet", columns=["passage_id"])["passage_id"].to_numpy()
     dense_index.create_vector_file(d, name, ids, meta["dim"], resume)

@@ -1,9 +1,10 @@
 """TwoTowerModel: a query tower and a passage tower that map token ids to unit vectors.
 
-Each token carries two things:
-- its GloVe vector (frozen by default: a few thousand training pairs cannot move a 50-d space for
-  tens of thousands of words without breaking it for the words they never show);
-- a fixed random "lexical identity" code, one per word stem (`lex_dim` dims, N(0, 1/lex_dim)):
+Each token carries its word vector from s03 (frozen: a few thousand training pairs cannot move
+the vectors of 400,000 words without breaking them for the words they never show). By default
+these are the teacher's vectors (common/teacher.py: all-MiniLM-L6-v2's embedding of the word alone,
+mean-centred, unit length); `s03 --vectors glove` gives GloVe's. Optionally (`lex_dim` > 0) it
+also carries a fixed random "lexical identity" code, one per word stem (`lex_dim` dims, N(0, 1/lex_dim)):
   pooled, these codes are a random projection of the passage's weighted bag of stems, so the
   cosine of two such sketches approximates their weighted term overlap. A rare word ("xpressbet")
   that GloVe cannot place still matches the same word in a passage, as BM25 would.
@@ -11,10 +12,15 @@ Each token carries two things:
 Each tower pools its tokens with weights w_i = softplus(a learned scalar per word), initialised to
 the word's corpus IDF (an IDF the model learns), normalised over the real tokens (padding never
 counts). Then:
-    semantic = head( sum_i w_i glove_i )                   encoder "avg"
-    semantic = head( GRU(glove_1..glove_n) at step n )     encoder "gru", packed: no padding enters
+    semantic = head( sum_i w_i vec_i )                     encoder "avg"
+    semantic = head( GRU(vec_1..vec_n) at step n )         encoder "gru", packed: no padding enters
     lexical  = lex_scale * sum_i w_i code_stem(i)
     vector   = normalise([semantic ; lexical])             dim = out_dim + lex_dim
+
+The head starts as a projection onto the leading principal directions of the teacher's embeddings
+of training passages (common/train.py), so that the untrained tower already lies in (a 192-d view
+of) the teacher's space. Frozen word vectors are not stored in checkpoints: the checkpoint names
+data/embeddings.npy by its fingerprint and the model maps that file when loaded.
 """
 from __future__ import annotations
 
@@ -27,15 +33,15 @@ import torch.nn.functional as F
 
 DEFAULT_CONFIG = dict(
     encoder="avg",        # avg | gru
-    out_dim=64,           # semantic part of the vector
-    lex_dim=256,          # lexical-identity part (0 = off)
+    out_dim=192,          # semantic part of the vector (the index's width)
+    lex_dim=0,            # lexical-identity part (0 = off: BM25 matches words in hybrid)
     lex_scale=10.0,       # initial weight of the lexical part (learned)
     shared=False,         # False: query and passage towers have their own weights
     freeze_emb=True,      # keep the GloVe vectors fixed
     token_weights=True,   # learned per-word pooling weight, IDF-initialised
     gru_hidden=64,
     gru_max=128,          # the GRU reads a passage's first gru_max tokens
-    temperature=0.02,
+    temperature=0.05,
 )
 
 
@@ -97,7 +103,7 @@ class Tower(nn.Module):
 class TwoTowerModel(nn.Module):
     def __init__(self, vocab_size: int, emb_dim: int, config: dict | None = None,
                  embeddings: np.ndarray | None = None, idf: np.ndarray | None = None,
-                 stems: np.ndarray | None = None, seed: int = 0):
+                 stems: np.ndarray | None = None, seed: int = 0, head_init: np.ndarray | None = None):
         super().__init__()
         cfg = dict(DEFAULT_CONFIG, **(config or {}))
         cfg.update(vocab_size=int(vocab_size), emb_dim=int(emb_dim))
@@ -108,7 +114,11 @@ class TwoTowerModel(nn.Module):
         self.config = cfg
         emb = nn.Embedding(vocab_size, emb_dim, padding_idx=0, sparse=True)
         if embeddings is not None:
-            emb.weight.data.copy_(torch.as_tensor(embeddings))
+            if cfg["freeze_emb"] and isinstance(embeddings, np.memmap):
+                # a frozen table is read, never written: map the file instead of copying it
+                emb.weight = nn.Parameter(torch.from_numpy(embeddings), requires_grad=False)
+            else:
+                emb.weight.data.copy_(torch.as_tensor(np.asarray(embeddings)))
         emb.weight.requires_grad_(not cfg["freeze_emb"])
         idf_t = torch.as_tensor(idf if idf is not None else np.ones(vocab_size, np.float32)).float()
         self.register_buffer("stems", torch.as_tensor(stems, dtype=torch.long))
@@ -121,6 +131,10 @@ class TwoTowerModel(nn.Module):
         self.register_buffer("codes", codes, persistent=False)
         self.query_tower = Tower(cfg, vocab_size, emb, idf_t)
         self.passage_tower = self.query_tower if cfg["shared"] else Tower(cfg, vocab_size, emb, idf_t)
+        if head_init is not None:
+            for t in {id(self.query_tower): self.query_tower, id(self.passage_tower): self.passage_tower}.values():
+                t.head.weight.data.copy_(torch.as_tensor(head_init, dtype=torch.float32))
+                t.head.bias.data.zero_()
 
     @property
     def dim(self) -> int:
@@ -145,21 +159,35 @@ class TwoTowerModel(nn.Module):
         return [p for p in self.parameters() if p.requires_grad and id(p) not in sp]
 
     # ------------------------------------------------------------ checkpoints
+    def _stored(self) -> dict:
+        """The state a checkpoint holds: all but a frozen word table (data/embeddings.npy, named
+        by config["embeddings"])."""
+        sd = self.state_dict()
+        if self.config["freeze_emb"] and self.config.get("embeddings"):
+            sd = {k: v for k, v in sd.items() if not k.endswith("emb.weight")}
+        return sd
+
     def fingerprint(self) -> str:
-        h = hashlib.sha1()
-        for k, v in sorted(self.state_dict().items()):
+        h = hashlib.sha1(str(self.config.get("embeddings", "")).encode())
+        for k, v in sorted(self._stored().items()):
             h.update(k.encode())
             h.update(v.detach().cpu().float().numpy().tobytes())
         return h.hexdigest()[:16]
 
     def checkpoint(self, **extra) -> dict:
-        return {"config": self.config, "state_dict": {k: v.cpu() for k, v in self.state_dict().items()},
+        return {"config": self.config, "state_dict": {k: v.cpu() for k, v in self._stored().items()},
                 "fingerprint": self.fingerprint(), **extra}
 
     @classmethod
-    def from_checkpoint(cls, ckpt: dict) -> "TwoTowerModel":
+    def from_checkpoint(cls, ckpt: dict, embeddings: np.ndarray | None = None) -> "TwoTowerModel":
+        """embeddings: the word table, for a checkpoint that does not hold it (frozen vectors)."""
         cfg = dict(ckpt["config"])
-        m = cls(cfg["vocab_size"], cfg["emb_dim"], cfg)
-        m.load_state_dict(ckpt["state_dict"])
+        held = any(k.endswith("emb.weight") for k in ckpt["state_dict"])
+        if not held and embeddings is None:
+            raise ValueError("this checkpoint does not hold its word vectors: pass embeddings")
+        m = cls(cfg["vocab_size"], cfg["emb_dim"], cfg, embeddings=None if held else embeddings)
+        missing, unexpected = m.load_state_dict(ckpt["state_dict"], strict=False)
+        if unexpected or any(not k.endswith("emb.weight") for k in missing) or (missing and held):
+            raise ValueError(f"checkpoint does not fit the model: missing {missing}, unexpected {unexpected}")
         m.eval()
         return m

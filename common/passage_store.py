@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from .artifacts import atomic_path, read_json, require, write_json
+from .artifacts import StageError, atomic_path, damage, file_facts, read_json_artifact, require, write_json
 
 FILES = ("text.bin", "offsets.npy", "sorted_ids.npy", "order.npy")
 DOC_FILES = ("doc_ids.bin", "doc_offsets.npy")
@@ -67,8 +67,13 @@ def build(data_dir: Path, batch_rows: int = 100_000) -> Path:
     names = pf.schema_arrow.names
     has_title, has_doc = "title" in names, "doc_id" in names
     files = FILES + (DOC_FILES if has_doc else ())
-    if stamp.exists() and read_json(stamp).get("passages") == pm["fingerprint"] and all((out / n).exists() for n in files):
-        return out
+    try:
+        st = read_json_artifact(stamp, missing_ok=True) or {}
+    except StageError:
+        st = {}  # a damaged stamp: built again below, by rename
+    if st.get("passages") == pm["fingerprint"] and all((out / n).exists() for n in files) and \
+            not any(damage(out / n, facts) for n, facts in (st.get("files") or {}).items()):
+        return out  # (a store whose files are not the recorded size is built again, by rename)
     out.mkdir(parents=True, exist_ok=True)
     for n in DOC_FILES:
         (out / n).unlink(missing_ok=True)
@@ -104,7 +109,7 @@ def build(data_dir: Path, batch_rows: int = 100_000) -> Path:
         with atomic_path(out / name) as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, arr)
-    write_json(stamp, {"passages": pm["fingerprint"]})
+    write_json(stamp, {"passages": pm["fingerprint"], "files": {n: file_facts(out / n) for n in files}})
     return out
 
 

@@ -40,6 +40,7 @@ class Searcher:
         self._bm25_loader, self._bm25_error, self._warm, self._aligned = None, None, None, None
         self.data_dir = Path(data_dir)
         self.active = vector_store.active(self.data_dir)
+        vector_store.check_index(self.data_dir, self.active)  # sizes and headers, before anything is mapped
         self.vocab, _ = load_vocab(self.data_dir)
         if self.active.get("vocab_fingerprint") != self.vocab.fingerprint:
             raise StageError("the active index was built with another vocabulary: re-run s05_encode_docs_to_chromadb.py "
@@ -49,7 +50,9 @@ class Searcher:
         port = chroma_port if chroma_host is not None else self.active.get("chroma_port", 8000)
         self.index = vector_store.open_built(self.data_dir, self.active["name"], host=host, port=port)
         if self.index is None:
-            raise StageError(f"collection {self.active['name']} is missing: re-run s08_reencode_all.py")
+            pp = vector_store.progress_path(self.data_dir, self.active["name"])
+            raise StageError(f"index {self.active['name']} is missing or incomplete"
+                             + ("" if pp.exists() else f" ({pp} not found)") + ": re-run s08_reencode_all.py")
         self._texts = None
         background = warm_up == "background"
         # The first query loads the HNSW index from disk (seconds at 1M passages), and hybrid needs
@@ -66,16 +69,19 @@ class Searcher:
         self._np_encoder, self.model = None, None
         ckpt_path = self.data_dir / self.active["checkpoint"]
         if self.active.get("query_encoder") and device == "cpu":
-            from .artifacts import read_json
-            from .query_encoder import NumpyQueryEncoder
+            from .artifacts import read_json_artifact
+            from .query_encoder import NumpyQueryEncoder, paths
             mp = Path(str(ckpt_path) + ".manifest.json")
             same_ckpt = ckpt_path.exists() and mp.exists() and \
-                read_json(mp).get("fingerprint") == self.active.get("checkpoint_manifest")
+                read_json_artifact(mp).get("fingerprint") == self.active.get("checkpoint_manifest")
             if same_ckpt:
-                try:
-                    enc = NumpyQueryEncoder(self.data_dir, self.active["name"], self.vocab)
-                except (OSError, ValueError, KeyError):
-                    enc = None  # missing or damaged: the checkpoint itself still works
+                enc = None  # missing: the checkpoint itself still works
+                if all(p.exists() for p in paths(self.data_dir, self.active["name"])):
+                    try:
+                        enc = NumpyQueryEncoder(self.data_dir, self.active["name"], self.vocab)
+                    except Exception as e:  # damaged: say so (an index without recorded sizes)
+                        raise StageError(f"{paths(self.data_dir, self.active['name'])[1]} (the query encoder) is "
+                                         f"unreadable ({type(e).__name__}): re-run s08_reencode_all.py")
                 if enc is not None and enc.fingerprint == self.active["model_fingerprint"]:
                     self._np_encoder = enc
                     self.out_dim = int(self.active["out_dim"])
@@ -152,7 +158,8 @@ class Searcher:
         from . import bm25
         try:
             # the parameters s10 evaluated (and tuned hybrid's weights) with; bm25's defaults otherwise
-            self.bm25 = bm25.load_or_build(self.data_dir, **((load_hybrid(self.data_dir) or {}).get("bm25") or {}))
+            self.bm25 = bm25.load_or_build(self.data_dir, repair=False,
+                                           **((load_hybrid(self.data_dir) or {}).get("bm25") or {}))
         except Exception as e:
             if not keep_error:
                 raise
@@ -220,7 +227,19 @@ class Searcher:
 
 
 def load_hybrid(data_dir: Path) -> dict | None:
-    """The hybrid weights and best mode s10 chose on validation (data/reports/hybrid.json)."""
-    import json
+    """The hybrid weights and best mode s10 chose on validation (data/reports/hybrid.json); None
+    before s10 has run; one line naming s10 when it is damaged or not what s10 writes."""
+    from .artifacts import damaged, read_json_artifact
     p = Path(data_dir) / "reports" / "hybrid.json"
-    return json.loads(p.read_text()) if p.exists() else None
+    h = read_json_artifact(p, "s10_evaluate.py", missing_ok=True)
+    if h is None:
+        return None
+    num = (int, float)
+    bad = [k for k in ("w_dense", "w_sem") if k in h and (not isinstance(h[k], num) or isinstance(h[k], bool))]
+    if h.get("best_mode") is not None and h.get("best_mode") not in MODES:
+        bad.append("best_mode")
+    if h.get("bm25") is not None and not isinstance(h.get("bm25"), dict):
+        bad.append("bm25")
+    if bad:
+        raise damaged(p, f"not what s10 writes (bad {', '.join(bad)})", "s10_evaluate.py")
+    return h

@@ -1,10 +1,18 @@
 """Training the two towers (used by s04 and s07).
 
-Default loss: in-batch negatives. For each query the softmax runs over every passage in the batch:
-its own positive, the other queries' positives, and every triplet's negative (random in s04, mined
-in s07), scaled by a temperature. Batch entries that are in fact relevant to the query (the same
-positive twice, or another positive of the same query) are masked out, not punished.
-`--loss triplet` keeps the original triplet-margin loss for comparison.
+Default loss (`--loss triplet`): the triplet margin, relu(margin - cos(q, pos) + cos(q, neg)), with
+the triplet's negative (random in s04, mined in s07). `--loss inbatch`: for each query a softmax
+over every passage in the batch (its own positive, the other queries' positives, every triplet's
+negative), scaled by a temperature; batch entries that are in fact relevant to the query are
+masked out, not punished. With the teacher, the margin wins on both the sample's validation and
+TREC DL 2019 (README, "What helped"): it asks less of the ~5k labels and leaves the geometry to
+the teacher, where the softmax at temperature 0.05 pulls every batch apart by the labels alone.
+
+Distillation (`distill` > 0): for the training pairs the teacher has embedded (common/teacher.py),
+each tower's vector is also pulled towards the teacher's vector of the same text, seen through
+the head's starting projection P (the leading principal directions of the teacher's passage
+embeddings): loss += distill * mean(1 - cos(q, unit(P t_q)) + 1 - cos(p, unit(P t_p))). Labels
+alone are ~5k pairs; the teacher says how every one of those texts relates to all others.
 
 After each epoch the model ranks a validation pool and the best MRR@10 checkpoint is kept.
 """
@@ -18,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 
@@ -36,9 +45,86 @@ class TrainSet:
     qids: np.ndarray
     pids: np.ndarray
     nids: np.ndarray
+    t_q: np.ndarray | None = None   # teacher targets (n, out_dim), unit; rows without one are 0
+    t_p: np.ndarray | None = None
+    has_t: np.ndarray | None = None
+    t_raw: tuple | None = None      # (pairs, 384-d query targets, 384-d passage targets)
 
     def __len__(self):
         return len(self.q_rows)
+
+
+def pca_basis(x: np.ndarray, k: int) -> np.ndarray:
+    """(dim, k): the k leading right singular vectors of x (uncentred: cosine geometry)."""
+    x = np.asarray(x, dtype=np.float64)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    if vt.shape[0] < k:
+        raise ValueError(f"{len(x)} vectors cannot give {k} principal directions")
+    return vt[:k].T.astype(np.float32)
+
+
+def attach_teacher(ts: TrainSet, corpus: Corpus, max_pairs: int, device, log=print) -> np.ndarray:
+    """Teacher embeddings for up to max_pairs of the set's (query, positive) pairs (a fixed random
+    choice, the same for every training seed, so s07 and re-runs reuse the cache). Returns the
+    raw 384-d passage targets (for the head's starting projection)."""
+    from . import teacher
+    d = corpus.data_dir
+    pairs = np.unique(np.stack([ts.qids, ts.pids], 1), axis=0)
+    if len(pairs) > max_pairs:
+        pairs = pairs[np.random.default_rng(12345).choice(len(pairs), max_pairs, replace=False)]
+    qtext = _texts(d / "queries.parquet", "query", corpus.qidx)
+    ptext = _texts(d / "passages.parquet", "text", corpus.pidx)
+    tq = teacher.targets(d, "queries", pairs[:, 0], qtext, device, log)
+    tp = teacher.targets(d, "passages", pairs[:, 1], ptext, device, log)
+    ts.t_raw = (pairs, tq, tp)
+    return tp
+
+
+def head_start(ts: TrainSet, corpus: Corpus, emb: np.ndarray, out_dim: int, encoder: str):
+    """The projection P (dim of the teacher's space x out_dim) that the teacher's targets are seen
+    through, and the head's starting weights (P transposed, when the word vectors live in the
+    teacher's space, i.e. s03 --vectors minilm and the avg encoder; else None: random start).
+    P comes from the teacher's passage targets, or without a teacher from the IDF-weighted means
+    of the word vectors of training passages; (None, None) when there are fewer texts or dims
+    than out_dim."""
+    from . import teacher
+    if ts.t_raw is not None:
+        src = ts.t_raw[2]
+    else:
+        rows = np.unique(ts.p_rows)[:5000]
+        idf = corpus.vocab.idf()
+        src = np.zeros((len(rows), emb.shape[1]), np.float32)
+        for n, r in enumerate(rows):
+            tok = corpus.ptok.flat[corpus.ptok.offsets[r]:corpus.ptok.offsets[r + 1]]
+            if len(tok):
+                src[n] = idf[tok] @ np.asarray(emb[tok])
+    if src.shape[1] < out_dim or len(src) < out_dim:  # too few texts or dims: a random head, no projection
+        return None, None
+    basis = pca_basis(src, out_dim)
+    same_space = emb.shape[1] == src.shape[1] and encoder == "avg"
+    return basis, (basis.T if same_space else None)
+
+
+def project_teacher(ts: TrainSet, basis: np.ndarray):
+    """Targets in the towers' space: unit(P t) for each training row whose pair was embedded."""
+    pairs, tq, tp = ts.t_raw
+    unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-9)
+    at = {(int(q), int(p)): i for i, (q, p) in enumerate(pairs)}
+    src = np.array([at.get((int(q), int(p)), -1) for q, p in zip(ts.qids, ts.pids)], dtype=np.int64)
+    found = src >= 0
+    src = np.maximum(src, 0)
+    ts.has_t = found
+    ts.t_q = np.where(found[:, None], unit(tq @ basis)[src], 0).astype(np.float32)
+    ts.t_p = np.where(found[:, None], unit(tp @ basis)[src], 0).astype(np.float32)
+
+
+def _texts(path, col: str, idx):
+    """ids -> texts of a table whose rows are the token table's rows (s02 keeps the order)."""
+    def get(ids):
+        import pyarrow as pa
+        t = pq.read_table(path, columns=[col])[col]
+        return t.take(pa.array(idx.rows(ids))).to_pylist()
+    return get
 
 
 def train_set(corpus: Corpus, triplets: pa.Table, split: str = "train") -> TrainSet:
@@ -106,7 +192,7 @@ def validate(model: TwoTowerModel, corpus: Corpus, vs: ValSet, device, max_len: 
 
 
 def batch_loss(model, corpus, ts: TrainSet, b: np.ndarray, loss: str, device, max_len: int,
-               temperature: float, margin: float):
+               temperature: float, margin: float, distill: float = 0.0):
     qi, ql = corpus.qtok.batch(ts.q_rows[b], 64)
     cand_rows = np.concatenate([ts.p_rows[b], ts.n_rows[b]])
     pi, pl = corpus.ptok.batch(cand_rows, max_len)
@@ -115,10 +201,17 @@ def batch_loss(model, corpus, ts: TrainSet, b: np.ndarray, loss: str, device, ma
         q = model.encode_query(t(qi), t(ql)).float()
         c = model.encode_passage(t(pi), t(pl)).float()
     B = len(b)
+    extra = 0.0
+    if distill and ts.has_t is not None and ts.has_t[b].any():
+        h = t(ts.has_t[b])
+        D = ts.t_q.shape[1]  # the semantic part (a lexical code, if any, follows it)
+        cq = (F.normalize(q[:, :D], dim=-1) * t(ts.t_q[b])).sum(1)
+        cp = (F.normalize(c[:B, :D], dim=-1) * t(ts.t_p[b])).sum(1)
+        extra = distill * ((1 - cq)[h].mean() + (1 - cp)[h].mean())
     if loss == "triplet":
         pos = (q * c[:B]).sum(1)
         neg = (q * c[B:]).sum(1)
-        return F.relu(margin - pos + neg).mean()
+        return F.relu(margin - pos + neg).mean() + extra
     logits = q @ c.T / temperature
     cand_ids = np.concatenate([ts.pids[b], ts.nids[b]])
     # mask batch entries that are relevant to the query but are not its target
@@ -126,13 +219,13 @@ def batch_loss(model, corpus, ts: TrainSet, b: np.ndarray, loss: str, device, ma
     same[:, :B] |= ts.qids[b][:, None] == ts.qids[b][None, :]
     same[np.arange(B), np.arange(B)] = False
     logits = logits.masked_fill(t(same), float("-inf"))
-    return F.cross_entropy(logits, torch.arange(B, device=device))
+    return F.cross_entropy(logits, torch.arange(B, device=device)) + extra
 
 
 def fit(model: TwoTowerModel, corpus: Corpus, ts: TrainSet, vs: ValSet, device, out_path: Path,
-        epochs: int, batch_size: int, lr: float, lr_emb: float, loss: str = "inbatch",
+        epochs: int, batch_size: int, lr: float, lr_emb: float, loss: str = "triplet",
         margin: float = 0.2, max_len: int = 256, seed: int = 0, run=None, meta: dict | None = None,
-        patience: int = 0, start_mrr: float | None = None, log=print):
+        patience: int = 0, start_mrr: float | None = None, log=print, distill: float = 0.0):
     """Train; after each epoch validate and keep the best checkpoint at out_path."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -156,7 +249,7 @@ def fit(model: TwoTowerModel, corpus: Corpus, ts: TrainSet, vs: ValSet, device, 
             b = perm[s * batch_size:(s + 1) * batch_size]
             if len(b) < 2:
                 continue
-            l = batch_loss(model, corpus, ts, b, loss, device, max_len, temperature, margin)
+            l = batch_loss(model, corpus, ts, b, loss, device, max_len, temperature, margin, distill)
             for o in opts:
                 o.zero_grad(set_to_none=True)
             l.backward()

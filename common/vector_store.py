@@ -36,7 +36,7 @@ from pathlib import Path
 
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-from .artifacts import StageError, read_json, write_json
+from .artifacts import StageError, damage, damaged, file_facts, read_json, read_json_artifact, write_json
 
 ACTIVE = "active_index.json"
 LOCK = "writer.lock"
@@ -147,11 +147,12 @@ def client_from_args(args, writer: bool = False):
 
 
 def add_args(p):
+    from . import cli as _cli
     p.add_argument("--chroma-host", default=None,
                    help="use a Chroma server (`chroma run --path DIR --port PORT`) instead of the embedded "
                         "store in data/chroma; needed to query while another stage writes (the embedded store "
                         "is for one process at a time)")
-    p.add_argument("--chroma-port", type=int, default=8000)
+    p.add_argument("--chroma-port", type=_cli.int_range(1, 65535), default=8000)
 
 
 BACKENDS = ("faiss", "chroma")
@@ -159,25 +160,26 @@ BACKENDS = ("faiss", "chroma")
 
 def add_index_args(p):
     """Index backend, HNSW and sharding settings of s05/s08."""
+    from . import cli as _cli
     p.add_argument("--backend", default="auto", choices=("auto",) + BACKENDS,
                    help="where the HNSW graph lives: faiss (a file in data/indexes; 1.9x faster to build, "
                         "3x faster to query: common/faiss_index.py) or chroma (a ChromaDB collection); "
                         "auto: chroma with --chroma-host, else faiss")
-    p.add_argument("--save-every", type=int, default=250_000,
+    p.add_argument("--save-every", type=_cli.positive_int, default=250_000,
                    help="faiss: passages between saves of the partial graph (a killed build resumes there)")
-    p.add_argument("--shards", type=int, default=0,
+    p.add_argument("--shards", type=_cli.nonneg_int_zero_means("auto"), default=0,
                    help="HNSW graphs, searched in parallel (chroma: also built by parallel processes; embedded "
                         "store only); 0: one per core (at most 4) from 200k passages, else 1")
-    p.add_argument("--ef-construction", type=int, default=HNSW["ef_construction"])
-    p.add_argument("--max-neighbors", type=int, default=HNSW["max_neighbors"], help="HNSW M")
-    p.add_argument("--ef-search", type=int, default=0,
+    p.add_argument("--ef-construction", type=_cli.positive_int, default=HNSW["ef_construction"])
+    p.add_argument("--max-neighbors", type=_cli.int_range(2), default=HNSW["max_neighbors"], help="HNSW M")
+    p.add_argument("--ef-search", type=_cli.nonneg_int_zero_means("auto"), default=0,
                    help=f"query-time HNSW effort; 0: {HNSW['ef_search']} from {SMALL_INDEX:,} passages, "
                         f"{EF_SEARCH_SMALL} below (changing it later does not rebuild)")
     from .dense_index import DEPTH, INDEX_DIM
-    p.add_argument("--index-dim", type=int, default=INDEX_DIM,
+    p.add_argument("--index-dim", type=_cli.positive_int, default=INDEX_DIM,
                    help="length of the vectors Chroma indexes (the semantic part + the first lexical dims); "
                         "the full vectors rescore its top --depth")
-    p.add_argument("--depth", type=int, default=DEPTH, help="Chroma candidates the full vectors rescore per query")
+    p.add_argument("--depth", type=_cli.positive_int, default=DEPTH, help="Chroma candidates the full vectors rescore per query")
 
 
 def backend_from_args(args) -> str:
@@ -235,7 +237,7 @@ def find_built(data_dir: Path, model_fp: str, c=None):
         for f in sorted(folder.glob("passages-*.json")):
             if ".shard" in f.name:
                 continue
-            st = read_json(f)
+            st = read_progress(f) or {}
             if st.get("model_fingerprint") == model_fp and st.get("complete"):
                 names.append(st["name"])
     for n in names:
@@ -301,7 +303,7 @@ def build(c, data_dir: Path, name: str, meta: dict, total: int, batches, write_b
     if store is not None:
         acquire_writer_lock(store=store)
     pp = progress_file or progress_path(data_dir, name)
-    state = read_json(pp) if pp.exists() else None
+    state = read_progress(pp)
     col = get_collection(c, name)
     same = state is not None and all(state.get(k) == meta.get(k) for k in meta) and state.get("total") == total
     if same and col is not None and state.get("complete") and col.count() == total:
@@ -390,7 +392,71 @@ def active(data_dir: Path) -> dict:
     p = Path(data_dir) / ACTIVE
     if not p.exists():
         raise StageError(f"{p} not found: run s05_encode_docs_to_chromadb.py (or s08_reencode_all.py) first")
-    return read_json(p)
+    a = read_json_artifact(p, "s08_reencode_all.py (or s05_encode_docs_to_chromadb.py)")
+    lacking = [k for k in ("name", "checkpoint", "total") if k not in a]
+    if lacking or not isinstance(a.get("name"), str):
+        raise damaged(p, f"not an index pointer (no {', '.join(lacking) or 'name'})",
+                      "s08_reencode_all.py (or s05_encode_docs_to_chromadb.py)")
+    return a
+
+
+def read_progress(pp: Path) -> dict | None:
+    """A build's progress file for a writer (s05, s08): None when missing or damaged (the build
+    then starts again under a new file, by rename)."""
+    try:
+        return read_json_artifact(pp, missing_ok=True)
+    except StageError:
+        return None
+
+
+def index_files(data_dir: Path, state: dict) -> list[Path]:
+    """Every file of a built index that never changes once it is complete (graphs, vectors, ids,
+    the numpy query encoder)."""
+    from .dense_index import ids_path, vectors_path
+    from .query_encoder import paths as query_encoder_paths
+    name = state["name"]
+    out = [vectors_path(data_dir, name), ids_path(data_dir, name), *query_encoder_paths(data_dir, name)]
+    if state.get("backend") == "faiss":
+        from .faiss_index import graph_path
+        n = int(state.get("shards", 1))
+        out += [graph_path(data_dir, name, i, n) for i in range(n)]
+    return out
+
+
+def record_files(data_dir: Path, state: dict) -> dict:
+    """state with "files": the byte size (and sha256 when small) of each file of the complete index,
+    which check_index compares when it is opened."""
+    return dict(state, files={p.name: file_facts(p) for p in index_files(data_dir, state) if p.exists()})
+
+
+def index_damage(data_dir: Path, state: dict) -> str | None:
+    """What is wrong with a complete index's files ("<path> is cut short (...)"), or None: sizes and
+    hashes against what its build recorded, and the vector files' headers against its size."""
+    folder = Path(data_dir) / "indexes"
+    for fname, facts in (state.get("files") or {}).items():
+        bad = damage(folder / fname, facts)
+        if bad:
+            return f"{folder / fname} is {bad}"
+    from .artifacts import load_npy_artifact
+    from .dense_index import ids_path, vectors_path
+    name, total, dim = state["name"], int(state.get("total") or 0), int(state.get("dim") or 0)
+    checks = [(ids_path(data_dir, name), (2, total), "int64")]
+    if state.get("full_vectors"):
+        checks.append((vectors_path(data_dir, name), (total, dim), "float16"))
+    for p, shape, dt in checks:
+        if p.exists():
+            try:
+                load_npy_artifact(p, "-", mmap_mode="r", shape=shape, dtype=dt)
+            except StageError as e:
+                return str(e).rsplit(": re-run", 1)[0]
+    return None
+
+
+def check_index(data_dir: Path, state: dict, rerun: str = "s08_reencode_all.py"):
+    """Refuse a damaged index with one line: before anything maps its files."""
+    bad = index_damage(data_dir, state)
+    if bad:
+        raise StageError(f"{bad}: re-run {rerun} (it rebuilds a damaged index)")
 
 
 class ShardedIndex:
@@ -455,9 +521,12 @@ def open_built(data_dir: Path, name: str, c=None, host: str | None = None, port:
     pp = progress_path(data_dir, name)
     if not pp.exists():
         return None
-    st = read_json(pp)
+    st = read_json_artifact(pp, "s08_reencode_all.py")
     if not st.get("complete"):
         return None
+    if st.get("name") != name or not isinstance(st.get("total"), int):
+        raise damaged(pp, f"not the progress file of index {name}", "s08_reencode_all.py")
+    check_index(data_dir, st)
     if st.get("backend") == "faiss":
         from .faiss_index import FaissIndex
         ef = (st.get("hnsw") or {}).get("ef_search") or auto_ef_search(int(st["total"]))

@@ -1,4 +1,9 @@
-"""The vocabulary (GloVe words the corpus uses, plus <pad> and <unk>) and tokenised tables.
+"""The vocabulary and tokenised tables.
+
+The vocabulary is every word of the GloVe list (400,000 for GloVe 6B), plus <pad> and <unk>, in
+GloVe's order: a checkpoint knows every word GloVe knows, so a user's questions and another
+corpus (s10 --beir) bring no words that the corpus it was trained on happened to lack.
+`s02 --vocab corpus` keeps only the GloVe words the corpus uses (the earlier behaviour).
 
 Token ids are stored in Parquet as list<int32> columns, which read back as one flat numpy array
 plus offsets: no per-passage Python lists, so 10M passages stream through in bounded memory.
@@ -51,8 +56,16 @@ class Vocab:
 
     @classmethod
     def load(cls, path) -> "Vocab":
-        with open(path, "rb") as f:
-            return cls(**pickle.load(f))
+        """Through a restricted unpickler (plain containers and numpy arrays only: a planted pickle
+        cannot run code); a damaged file is one line naming it and s02."""
+        from .artifacts import damaged, load_pickle_artifact
+        d = load_pickle_artifact(path, "s02_tkn_ms_marco.py")
+        if not isinstance(d, dict) or not isinstance(d.get("words"), list):
+            raise damaged(path, "not a vocabulary (no word list)", "s02_tkn_ms_marco.py")
+        try:
+            return cls(**d)
+        except TypeError as e:
+            raise damaged(path, f"not a vocabulary ({e})", "s02_tkn_ms_marco.py")
 
     def idf(self) -> np.ndarray:
         """BM25's IDF, log(1 + (N - df + 0.5) / (df + 0.5)): the pooling weights start from it."""
@@ -81,15 +94,18 @@ class CorpusTokenizer:
     """Tokenises text batches to GloVe rows in worker processes, then gives each GloVe word used
     a compact vocabulary id in order of first appearance (deterministic for a given input)."""
 
-    def __init__(self, glove_words: list[str], workers: int = 2):
+    def __init__(self, glove_words: list[str], workers: int = 2, whole: bool = True):
         global _GLOVE_INDEX
         _GLOVE_INDEX = {w: i for i, w in enumerate(glove_words)}
         self.glove_words = glove_words
         self.remap = np.full(len(glove_words) + 1, -1, dtype=np.int64)  # last slot: unknown
         self.remap[-1] = UNK
         self.n = 2
-        self.counts = np.zeros(1024, dtype=np.int64)
-        self.df = np.zeros(1024, dtype=np.int64)
+        if whole:  # every GloVe word, in GloVe's order
+            self.remap[:-1] = np.arange(2, len(glove_words) + 2)
+            self.n = len(glove_words) + 2
+        self.counts = np.zeros(max(1024, self.n), dtype=np.int64)
+        self.df = np.zeros(max(1024, self.n), dtype=np.int64)
         self.n_passages = 0
         self.unknown_tokens = 0
         self.total_tokens = 0
@@ -181,7 +197,10 @@ class TokenTable:
 
     @classmethod
     def read(cls, path, id_col: str) -> "TokenTable":
-        t = pq.read_table(path)
+        from .artifacts import damaged, read_parquet_artifact
+        t = read_parquet_artifact(path, columns=[id_col, "tokens"])  # damage: one line naming s02
+        if not (pa.types.is_list(t.schema.field("tokens").type) and pa.types.is_integer(t.schema.field(id_col).type)):
+            raise damaged(path, "not a token table (tokens must be a list of ids)")
         col = t["tokens"].combine_chunks()
         offsets = col.offsets.to_numpy().astype(np.int64)
         flat = col.values.to_numpy()

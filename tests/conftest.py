@@ -9,6 +9,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+# the teacher's per-machine cache (s03's word vectors): the tests' own, not the user's
+import tempfile  # noqa: E402
+os.environ.setdefault("MSMARCO_SEARCH_CACHE", tempfile.mkdtemp(prefix="msmarco-search-cache-"))
 
 SHARED_SAMPLE = ROOT.parent / "shared" / "msmarco-sample"
 

@@ -40,3 +40,27 @@ def test_separate_towers_differ_and_checkpoint_round_trip():
     m.eval()
     assert torch.allclose(m.encode_query(ids, lens), m2.encode_query(ids, lens))
     assert m2.fingerprint() == ck["fingerprint"]
+
+
+def test_frozen_word_table_stays_out_of_the_checkpoint(tmp_path):
+    """A checkpoint names its frozen word table (data/embeddings.npy) instead of holding 400k rows;
+    loading it needs that table, and gives the same model."""
+    emb = np.random.default_rng(1).normal(size=(30, 8)).astype(np.float32)
+    np.save(tmp_path / "e.npy", emb)
+    mapped = np.load(tmp_path / "e.npy", mmap_mode="c")
+    head = np.linalg.qr(np.random.default_rng(2).normal(size=(8, 4)))[0].T
+    m = TwoTowerModel(30, 8, {"out_dim": 4, "lex_dim": 0, "embeddings": "fp1"}, embeddings=mapped, head_init=head)
+    assert torch.allclose(m.query_tower.head.weight, torch.as_tensor(head, dtype=torch.float32))
+    ck = m.checkpoint()
+    assert not any(k.endswith("emb.weight") for k in ck["state_dict"])
+    with pytest.raises(ValueError, match="pass embeddings"):
+        TwoTowerModel.from_checkpoint(ck)
+    m2 = TwoTowerModel.from_checkpoint(ck, embeddings=np.load(tmp_path / "e.npy", mmap_mode="c"))
+    ids, lens = torch.tensor([[3, 4, 5]]), torch.tensor([3])
+    m.eval()
+    assert torch.allclose(m.encode_passage(ids, lens), m2.encode_passage(ids, lens))
+    assert m2.fingerprint() == ck["fingerprint"]
+    # another table under another name is another model
+    m3 = TwoTowerModel(30, 8, dict(m.config, embeddings="fp2"), embeddings=emb)
+    m3.load_state_dict(m.state_dict())
+    assert m3.fingerprint() != m.fingerprint()

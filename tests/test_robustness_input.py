@@ -85,12 +85,14 @@ def test_failed_write_keeps_previous_file(tmp_path):
 
 
 def test_new_output_never_sits_under_old_manifest(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
     f = tmp_path / "queries.parquet"
-    f.write_text("v1")
+    pq.write_table(pa.table({"v": [1]}), f)  # (require() checks the format: a real Parquet file)
     write_manifest(f, "s00_combine_data.py")
     require(f)
     with atomic_path(f) as tmp:  # a stage that dies right after this, before its new manifest
-        tmp.write_text("v2")
+        pq.write_table(pa.table({"v": [2]}), tmp)
     assert not manifest_path(f).exists()
     with pytest.raises(StageError, match="re-run s00_combine_data.py"):
         require(f)

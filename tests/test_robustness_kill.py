@@ -74,12 +74,14 @@ def make_other_checkpoint(data, out="best_model.pt"):
     """A second model (perturbed s04 weights) with a manifest, as s07 would leave it."""
     import torch
     from common.artifacts import write_manifest
+    from common.encode import load_embeddings
     from common.model import TwoTowerModel
     ck = torch.load(data / "s04_model.pt", map_location="cpu", weights_only=True)
-    m = TwoTowerModel.from_checkpoint(ck)
+    m = TwoTowerModel.from_checkpoint(ck, embeddings=load_embeddings(data, ck["config"].get("embeddings")))
     with torch.no_grad():
         for p in m.parameters():
-            p.add_(0.01 * torch.randn_like(p))
+            if p.requires_grad:  # the frozen word table is the file's, not the checkpoint's
+                p.add_(0.01 * torch.randn_like(p))
     torch.save(m.checkpoint(vocab_fingerprint=ck["vocab_fingerprint"], stage="s07"), data / out)
     write_manifest(data / out, "s07_train_w_hard_negatives.py", {"winner": "s07"})
     return m.fingerprint()
@@ -194,10 +196,12 @@ def test_index_from_another_model_refused(data, tmp_path):
     a = active(d)
     try:
         shutil.copy(d / a["checkpoint"], tmp_path / "ck")
+        shutil.copy(d / (a["checkpoint"] + ".manifest.json"), tmp_path / "ck.manifest")
         make_other_checkpoint(d, a["checkpoint"])  # the checkpoint changed since the index was built
         one_line_error(run("s09_query_retrieve.py", d, "--query", "what", check=False), "s08_reencode_all.py")
-    finally:
+    finally:  # the checkpoint and its manifest (whose size and hash require() compares)
         shutil.copy(tmp_path / "ck", d / a["checkpoint"])
+        shutil.copy(tmp_path / "ck.manifest", d / (a["checkpoint"] + ".manifest.json"))
 
 
 def test_tokens_from_another_vocabulary_refused(data, tmp_path):
