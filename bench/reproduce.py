@@ -185,7 +185,7 @@ def main():
         fmt = lambda x: "-" if x is None else f"{x:.4f}"
         print(f"| {k} | {fmt(v)} | {fmt(r)} | {'-' if d is None else f'{d:+.4f}'} |{flag}")
     if args.record:
-        if args.variants_only and RECORDED.exists():
+        if (args.variants_only or args.skip_run) and RECORDED.exists():
             times = dict(json.loads(RECORDED.read_text()).get("seconds", {}), **times)
         RECORDED.write_text(json.dumps({"figures": got, "seconds": times,
                                         "machine": f"{os.cpu_count()} cores"}, indent=2) + "\n")

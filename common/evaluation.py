@@ -172,8 +172,14 @@ def hybrid_run(feats, w_dense: float, w_sem: float, k: int = DEPTH):
     return retrieval._pad(ids, sc, k)
 
 
+TIE = 0.003  # validation MRR@10 this close to the best counts as a tie (see tune_hybrid)
+
+
 def tune_hybrid(rel, feats) -> tuple[tuple[float, float], dict]:
-    """(w_dense, w_sem) maximising MRR@10 on these queries, on a 0.05 grid."""
+    """(w_dense, w_sem) maximising MRR@10 on these queries, on a 0.05 grid. The curve is flat near
+    its top (on the sample's 1,035 validation queries, dense weights 0.45-0.65 lie within 0.002,
+    well inside the figure's standard error of ~0.01), so weights within TIE of the best are
+    treated as tied and the tie goes to the even split of the dense and BM25 weight."""
     from .metrics import mrr_at_k
     scores = {}
     for a in ALPHAS:
@@ -181,7 +187,9 @@ def tune_hybrid(rel, feats) -> tuple[tuple[float, float], dict]:
             if a + b <= 1.0 + 1e-9:
                 ids, _ = hybrid_run(feats, a, b, 10)
                 scores[(a, b)] = mrr_at_k(ids, rel, 10)
-    best = max(scores, key=lambda x: (scores[x], -x[0] - x[1]))
+    top = max(scores.values())
+    near = [k for k, v in scores.items() if v >= top - TIE]
+    best = min(near, key=lambda x: (abs(x[0] + x[1] - 0.5), x[0], -scores[x]))
     return best, scores
 
 
