@@ -64,14 +64,15 @@ def pca_basis(x: np.ndarray, k: int) -> np.ndarray:
 
 
 def attach_teacher(ts: TrainSet, corpus: Corpus, max_pairs: int, device, log=print) -> np.ndarray:
-    """Teacher embeddings for up to max_pairs of the set's (query, positive) pairs (a fixed random
-    choice, the same for every training seed, so s07 and re-runs reuse the cache). Returns the
-    raw 384-d passage targets (for the head's starting projection)."""
+    """Teacher embeddings for up to max_pairs of the set's (query, positive) pairs (chosen by a hash
+    of the pair, the same for every training seed and for s07's subset of s04's pairs, so s07 and
+    re-runs reuse the cache). Returns the raw 384-d passage targets (the head's starting projection)."""
     from . import teacher
     d = corpus.data_dir
     pairs = np.unique(np.stack([ts.qids, ts.pids], 1), axis=0)
-    if len(pairs) > max_pairs:
-        pairs = pairs[np.random.default_rng(12345).choice(len(pairs), max_pairs, replace=False)]
+    if len(pairs) > max_pairs:  # the pairs with the smallest hash: the same ones from any superset
+        h = (pairs[:, 0].astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ pairs[:, 1].astype(np.uint64)
+        pairs = pairs[np.argsort(h, kind="stable")[:max_pairs]]
     qtext = _texts(d / "queries.parquet", "query", corpus.qidx)
     ptext = _texts(d / "passages.parquet", "text", corpus.pidx)
     tq = teacher.targets(d, "queries", pairs[:, 0], qtext, device, log)
