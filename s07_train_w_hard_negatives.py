@@ -9,7 +9,6 @@ one to data/best_model.pt, saying which.
 """
 import shutil
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .artifacts import StageError, atomic_path, read_json, require, tmp_path, write_json, write_manifest
+from .artifacts import StageError, atomic_path, require, tmp_path, write_json, write_manifest
 from .text import normalize
 
 QRELS = Path("qrels") / "test.tsv"

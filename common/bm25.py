@@ -160,7 +160,6 @@ def load_or_build(data_dir: Path, log=print, repair: bool = True, **kw) -> BM25I
     """The pool's BM25 index, from data/bm25 if it was built from this passages.parquet with these
     parameters (kw: k1, b, method, stopwords, stemmer; DEFAULTS otherwise), else built and saved.
     A damaged data/bm25 is built again (repair, s10) or refused with one line (s09)."""
-    import bm25s
     import pyarrow.parquet as pq
     d = Path(data_dir)
     p = params(**kw)

@@ -15,7 +15,6 @@ class Parser(argparse.ArgumentParser):
     """argparse, but a bad option is one line that names it (argparse's own message), not usage too."""
 
     def error(self, message):
-        import sys
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from .artifacts import StageError, check_lineage, read_parquet_artifact, require
 from .vocab import TokenTable, Vocab

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import StageError, atomic_path, read_json, write_json
+from .artifacts import StageError, atomic_path, write_json
 
 SAVE_EVERY = 250_000   # passages between saves of the partial graph (a save of 1M passages: ~2 s)
 ADD_BATCH = 50_000     # rows per faiss add: its threads wait for each other at the end of every add,

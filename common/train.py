@@ -88,7 +88,6 @@ def head_start(ts: TrainSet, corpus: Corpus, emb: np.ndarray, out_dim: int, enco
     P comes from the teacher's passage targets, or without a teacher from the IDF-weighted means
     of the word vectors of training passages; (None, None) when there are fewer texts or dims
     than out_dim."""
-    from . import teacher
     if ts.t_raw is not None:
         src = ts.t_raw[2]
     else:
