@@ -15,9 +15,8 @@ import pyarrow.parquet as pq
 from common import cli, tracking
 from common.artifacts import atomic_path, require, run_main, write_manifest
 from common.corpus import load_corpus
-from common.encode import load_model
+from common.encode import load_embeddings, load_model
 from common.model import TwoTowerModel, stem_map
-from common.encode import load_embeddings
 from common.train import attach_teacher, fit, project_teacher, train_set, validate, validation_set
 
 

@@ -38,9 +38,8 @@ def load_model(path: Path, vocab_fp: str, device) -> tuple[TwoTowerModel, dict]:
                          f"re-run s04_train_tower.py")
     require(path)  # a checkpoint without a manifest is from a training run that was interrupted
     emb = None
-    want = ckpt["config"].get("embeddings")
-    if want and not any(k.endswith("emb.weight") for k in ckpt["state_dict"]):
-        emb = load_embeddings(path.parent, want)
+    if not TwoTowerModel.holds_embeddings(ckpt):
+        emb = load_embeddings(path.parent, ckpt["config"].get("embeddings"))
     model = TwoTowerModel.from_checkpoint(ckpt, embeddings=emb).to(device)
     return model, ckpt
 

@@ -178,11 +178,15 @@ class TwoTowerModel(nn.Module):
         return {"config": self.config, "state_dict": {k: v.cpu() for k, v in self._stored().items()},
                 "fingerprint": self.fingerprint(), **extra}
 
+    @staticmethod
+    def holds_embeddings(ckpt: dict) -> bool:
+        return any(k.endswith("emb.weight") for k in ckpt["state_dict"])
+
     @classmethod
     def from_checkpoint(cls, ckpt: dict, embeddings: np.ndarray | None = None) -> "TwoTowerModel":
         """embeddings: the word table, for a checkpoint that does not hold it (frozen vectors)."""
         cfg = dict(ckpt["config"])
-        held = any(k.endswith("emb.weight") for k in ckpt["state_dict"])
+        held = cls.holds_embeddings(ckpt)
         if not held and embeddings is None:
             raise ValueError("this checkpoint does not hold its word vectors: pass embeddings")
         m = cls(cfg["vocab_size"], cfg["emb_dim"], cfg, embeddings=None if held else embeddings)

@@ -121,7 +121,6 @@ def project_teacher(ts: TrainSet, basis: np.ndarray):
 def _texts(path, col: str, idx):
     """ids -> texts of a table whose rows are the token table's rows (s02 keeps the order)."""
     def get(ids):
-        import pyarrow as pa
         t = pq.read_table(path, columns=[col])[col]
         return t.take(pa.array(idx.rows(ids))).to_pylist()
     return get
