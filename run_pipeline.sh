@@ -9,14 +9,8 @@ cd "$(dirname "$0")"
 source ./setup_env.sh
 D=${DATA_DIR:-data}
 run() { echo "== $*"; python "$@" --data-dir "$D"; }
-run s00_combine_data.py "$@"
-run s01_create_triplets.py
-run s02_tkn_ms_marco.py
-run s03_build_embedding_matrix.py
-run s04_train_tower.py
-run s05_encode_docs_to_chromadb.py
-run s06_mine_hard_negatives.py
-run s07_train_w_hard_negatives.py
-run s08_reencode_all.py
-run s10_evaluate.py
+first=1
+for script in $(python -m common.stages); do  # the order: common/stages.py
+    if [ $first = 1 ]; then run "$script" "$@"; first=0; else run "$script"; fi
+done
 echo "done: ask questions with  .venv/bin/python s09_query_retrieve.py --data-dir $D"

@@ -24,23 +24,6 @@ import time
 import uuid
 from pathlib import Path
 
-# Which script makes which file: used in "run sXX first" messages.
-PRODUCERS = {
-    "queries.parquet": "s00_combine_data.py",
-    "passages.parquet": "s00_combine_data.py",
-    "triplets.parquet": "s01_create_triplets.py",
-    "vocab.pkl": "s02_tkn_ms_marco.py",
-    "queries_tok.parquet": "s02_tkn_ms_marco.py",
-    "passages_tok.parquet": "s02_tkn_ms_marco.py",
-    "embeddings.npy": "s03_build_embedding_matrix.py",
-    "s04_model.pt": "s04_train_tower.py",
-    "hard_negatives.parquet": "s06_mine_hard_negatives.py",
-    "s07_model.pt": "s07_train_w_hard_negatives.py",
-    "best_model.pt": "s07_train_w_hard_negatives.py",
-    "active_index.json": "s05_encode_docs_to_chromadb.py",
-    "hybrid.json": "s10_evaluate.py",
-    "bm25": "s10_evaluate.py",
-}
 HASH_LIMIT = 1 << 20  # files up to this size get a sha256 in their manifest (hashing 1 MB: ~1 ms)
 
 
@@ -138,12 +121,10 @@ def producer_of(path) -> str:
     """The script that writes `path` (for "run/re-run X" messages)."""
     path = Path(path)
     name = path.name[:-len(".manifest.json")] if path.name.endswith(".manifest.json") else path.name
-    if name in PRODUCERS:
-        return PRODUCERS[name]
-    if path.parent.name in PRODUCERS:  # a file inside data/bm25/
-        return PRODUCERS[path.parent.name]
-    if path.parent.name == "indexes":
-        return "s08_reencode_all.py"
+    from .stages import producer
+    found = producer(name) or producer(path.parent.name)  # a file inside data/bm25/ or data/indexes/
+    if found:
+        return found
     return "s04_train_tower.py" if name.endswith(".pt") else "the stage that makes it"
 
 

@@ -21,10 +21,10 @@ def autocast(device: torch.device):
 
 def load_model(path: Path, vocab_fp: str, device) -> tuple[TwoTowerModel, dict]:
     """Load a checkpoint, refusing one trained on another vocabulary."""
-    from .artifacts import PRODUCERS
+    from .stages import producer
     path = Path(path)
     if not path.exists():
-        raise StageError(f"{path} not found: run {PRODUCERS.get(path.name, 's04_train_tower.py')} first")
+        raise StageError(f"{path} not found: run {producer(path.name) or 's04_train_tower.py'} first")
     from .artifacts import damage, producer_of
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain containers only
