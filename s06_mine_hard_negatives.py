@@ -1,6 +1,6 @@
 """Stage 6: mine hard negatives for the training queries with the s04 model and its index.
 
-For each training query: its top `--depth` passages from the s04 collection; negatives are drawn
+For each training query: its top `--depth` passages from the s04 index; negatives are drawn
 from ranks `--skip`..`--depth` (below the very top, where false negatives crowd), never a passage
 selected for the query, never one of its own candidates, and never one scoring within `--margin`
 of its positive. Writes data/hard_negatives.parquet in the triplet layout.
@@ -10,10 +10,11 @@ of its positive. Writes data/hard_negatives.parquet in the triplet layout.
 import numpy as np
 import pyarrow.parquet as pq
 
-from common import cli, vector_store
+from common import cli
 from common.artifacts import StageError, atomic_path, run_main, write_manifest
 from common.corpus import load_corpus
 from common.encode import encode_rows, load_model
+from common.index import chroma_graph, store
 from common.mining import mine
 
 
@@ -27,7 +28,7 @@ def main():
                    help="drop candidates scoring above (positive's score - margin)")
     p.add_argument("--query-batch", type=cli.positive_int, default=500)
     p.add_argument("--seed", type=cli.nonneg_int, default=0)
-    vector_store.add_args(p)
+    chroma_graph.add_args(p)
     cli.add_device(p)
     args = p.parse_args()
     if args.skip >= args.depth:
@@ -38,9 +39,8 @@ def main():
     d = args.data_dir
     corpus = load_corpus(d)
     model, ckpt = load_model(d / args.checkpoint, corpus.vocab.fingerprint, device)
-    c = vector_store.client_from_args(args)
-    col = vector_store.find_built(d, ckpt["fingerprint"], c)
-    if col is None:
+    index = store.find_built(d, ckpt["fingerprint"], args.chroma_host, args.chroma_port)
+    if index is None:
         raise StageError(f"no complete index for {args.checkpoint}: "
                          f"run s05_encode_docs_to_chromadb.py --checkpoint {args.checkpoint} first")
 
@@ -61,9 +61,9 @@ def main():
     pos_scores = (qv * pv).sum(1)
     ranked_ids, ranked_sc = [], []
     for s in tqdm(range(0, len(qids), args.query_batch), desc="s06 search", unit="batch", mininterval=1):
-        ids, sc = col.search(qv[s:s + args.query_batch], args.depth)
-        ranked_ids += ids
-        ranked_sc += sc
+        ids, sc = index.search_ids(qv[s:s + args.query_batch], args.depth)
+        ranked_ids += [i.tolist() for i in ids]
+        ranked_sc += [x.tolist() for x in sc]
     table, stats = mine(qids, pos, cand, ranked_ids, ranked_sc, pos_scores, args.skip, args.depth,
                         args.per_query, args.margin, args.seed)
     if table.num_rows == 0:

@@ -7,9 +7,10 @@ import sys
 import textwrap
 import time
 
-from common import cli, vector_store
+from common import cli
+from common.index import chroma_graph
 from common.artifacts import StageError, run_main
-from common.search import QueryError, Searcher
+from common.search import MAX_K, MODES, QueryError, Searcher
 
 
 def show(hits, width: int, elapsed_ms: float):
@@ -39,13 +40,13 @@ def answer(s: Searcher, q: str, k: int, width: int) -> bool:
 def main():
     p = cli.parser(__doc__)
     p.add_argument("--query", default=None, help="answer this one query and exit")
-    p.add_argument("-k", type=cli.int_range(1, 1000), default=10, help="results to show (1 to 1,000)")
+    p.add_argument("-k", type=cli.int_range(1, MAX_K), default=10, help=f"results to show (1 to {MAX_K:,})")
     p.add_argument("--width", type=cli.int_range(10), default=200, help="characters of passage text to show")
-    p.add_argument("--mode", default=None, choices=["dense", "bm25", "hybrid"],
+    p.add_argument("--mode", default=None, choices=MODES,
                    help="default: whichever won on validation in s10 (data/reports/hybrid.json); hybrid if s10 has not run")
     p.add_argument("--device", default="cpu",
                    help="cpu is fastest for one query at a time (and needs no torch: the avg query tower runs in numpy)")
-    vector_store.add_args(p)
+    chroma_graph.add_args(p)
     args = p.parse_args()
     t = cli.Timer()
     s = Searcher(args.data_dir, args.device, args.chroma_host, args.chroma_port, mode=args.mode,

@@ -10,7 +10,7 @@ data/reports/eval_<split>.{json,md} and a Recall@k PNG; logs to W&B.
 
     python s10_evaluate.py                        # test split of the data in data/
     python s10_evaluate.py --source ../shared/msmarco-sample --checkpoint best_model.pt
-        # another dataset in the MS MARCO layout: its pool is indexed into its own collection
+        # another dataset in the MS MARCO layout: its pool is indexed into its own index
         # (under data/external/...) with that checkpoint; the main index is left alone.
 
     python s10_evaluate.py --beir ../shared/trec-dl-2019 --rerank ../shared/trec-dl-2019/runs/bm25.trec --rel-level 2
@@ -32,11 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
-from common import beir, cli, tracking, vector_store
+from common import beir, cli, tracking
 from common import bm25 as bm25_mod
 from common.artifacts import StageError, require, run_main, write_json, write_manifest
 from common.corpus import load_corpus
 from common.evaluation import Evaluator, hybrid_run, metrics_for, recall_curve, tune_hybrid, write_reports
+from common.index import build as index_build, chroma_graph, store
+from common.index.state import read_progress
+from common.retrieval import DEFAULT_WEIGHTS
 
 KS = [1, 2, 3, 5, 10, 20, 30, 50, 100]
 
@@ -51,7 +54,7 @@ def prepare_external(args, log=print) -> Path:
     ext.mkdir(parents=True, exist_ok=True)
     vm = require(args.data_dir / "vocab.pkl")
     stamp = ext / "prepared.json"
-    if not (stamp.exists() and (vector_store.read_progress(stamp) or {}).get("vocab") == vm["fingerprint"]):
+    if not (stamp.exists() and (read_progress(stamp) or {}).get("vocab") == vm["fingerprint"]):
         log(f"preparing {args.source} under {ext} ...")
         splits = ((s, msmarco.iter_local(args.source, args.config, s, 10_000)) for s in msmarco.SPLITS)
         rep = msmarco.combine(ext / "queries.parquet", ext / "passages.parquet", splits)
@@ -109,9 +112,8 @@ def evaluate_beir(args, device, bm25_params: dict, t):
     nDCG@10. Never writes the main index, data/active_index.json or data/reports/hybrid.json."""
     import os
     from common.artifacts import atomic_path
-    from common.indexing import index_checkpoint
     from common.metrics import evaluate
-    from common.search import DEFAULT_WEIGHTS, load_hybrid
+    from common.search import load_hybrid
     main_dir = Path(args.data_dir)
     src = beir.check_dir(args.beir)
     run_in = beir.read_run(Path(args.rerank)) if args.rerank else None  # a broken run file: say so before any work
@@ -120,16 +122,17 @@ def evaluate_beir(args, device, bm25_params: dict, t):
         ckpt_name = args.checkpoint
     else:
         try:
-            ckpt_name = vector_store.active(main_dir)["checkpoint"]  # the model s09 answers with
+            ckpt_name = store.active(main_dir)["checkpoint"]  # the model s09 answers with
         except StageError:
             ckpt_name = "best_model.pt"
     if not (main_dir / ckpt_name).exists():
         raise StageError(f"{main_dir / ckpt_name} not found: run s04_train_tower.py (and s07) first, or pass --checkpoint")
     ext = beir.prepare(src, main_dir)
     ds = beir.Dataset(ext)
-    client = vector_store.client(ext, args.chroma_host, args.chroma_port)
     corpus = load_corpus(ext)
-    ev = Evaluator(ext, main_dir, corpus, device, client, bm25_params=bm25_params)
+    ev = Evaluator(ext, main_dir, corpus, device, bm25_params=bm25_params, chroma_host=args.chroma_host,
+                   chroma_port=args.chroma_port)
+    opts = index_build.BuildOptions(host=args.chroma_host, port=args.chroma_port)
     if ev.model(ckpt_name) is None:
         raise StageError(f"{main_dir / ckpt_name} not found: run s04_train_tower.py (and s07) first")
 
@@ -146,13 +149,13 @@ def evaluate_beir(args, device, bm25_params: dict, t):
     chosen = fp_label[ev.model(ckpt_name)[1]["fingerprint"]]
     states = {}
     for name in dense:  # each indexed as s09 would search it, in the BEIR folder's own index
-        states[name] = index_checkpoint(ext, main_dir / name, client, device)
+        states[name] = index_build.build_index(ext, main_dir / name, device, opts)
     # s09 --data-dir <that folder>: the chosen model's index, the checkpoint read from the main folder,
     # and s09's weights
     extra = {"chroma_host": args.chroma_host, "chroma_port": args.chroma_port,
              "checkpoint": os.path.relpath(main_dir / ckpt_name, ext)}
     chosen_index = states[next(n for n in dense if fp_label[ev.model(n)[1]["fingerprint"]] == chosen)]
-    vector_store.activate(ext, dict(chosen_index, checkpoint_manifest=require(main_dir / ckpt_name)["fingerprint"]), extra)
+    store.activate(ext, dict(chosen_index, checkpoint_manifest=require(main_dir / ckpt_name)["fingerprint"]), extra)
     tuned = load_hybrid(main_dir) or {}
     w_dense, w_sem = tuned.get("w_dense", DEFAULT_WEIGHTS[0]), tuned.get("w_sem", DEFAULT_WEIGHTS[1])
     weights = {"dense": w_dense, "sem": w_sem, "bm25": round(1 - w_dense - w_sem, 2),
@@ -255,7 +258,7 @@ def main():
                    help="with --beir: grade counted as relevant by MRR and Recall (1: BEIR's rule; TREC DL: 2)")
     p.add_argument("--bm25-k1", type=cli.nonneg_float, default=bm25_mod.K1, help="BM25 k1")
     p.add_argument("--bm25-b", type=cli.fraction, default=bm25_mod.B, help="BM25 b")
-    vector_store.add_args(p)
+    chroma_graph.add_args(p)
     cli.add_device(p)
     cli.add_wandb(p)
     args = p.parse_args()
@@ -274,25 +277,24 @@ def main():
     if args.source:
         ckpt_name = args.checkpoint or "best_model.pt"
         eval_dir = prepare_external(args)
-        client = vector_store.client(eval_dir, args.chroma_host, args.chroma_port)
+        host, port = args.chroma_host, args.chroma_port
     else:
-        active = vector_store.active(main_dir)
+        active = store.active(main_dir)
         ckpt_name = args.checkpoint or active["checkpoint"]
         eval_dir = main_dir
-        client = vector_store.client_from_args(args) if not active.get("chroma_host") else \
-            vector_store.client(main_dir, active["chroma_host"], active["chroma_port"])
+        host, port = (args.chroma_host, args.chroma_port) if not active.get("chroma_host") else \
+            (active["chroma_host"], active["chroma_port"])
     corpus = load_corpus(eval_dir)
-    ev = Evaluator(eval_dir, main_dir, corpus, device, client, bm25_params=bm25_params)
+    ev = Evaluator(eval_dir, main_dir, corpus, device, bm25_params=bm25_params, chroma_host=host, chroma_port=port)
     if ev.model(ckpt_name) is None:
         raise StageError(f"{main_dir / ckpt_name} not found: run s04_train_tower.py (and s07) first")
     if args.source:  # index the external pool with the checkpoint, in its own index under eval_dir
-        from common.indexing import index_checkpoint
-        index_checkpoint(eval_dir, main_dir / ckpt_name, client, device)
+        index_build.build_index(eval_dir, main_dir / ckpt_name, device, index_build.BuildOptions(host=host, port=port))
 
     # ---- hybrid weight and the best mode, on validation (never on the split being reported)
     hybrid_path = eval_dir / "reports" / "hybrid.json"
     vq, vt, vr, _ = ev.split("validation")
-    w_dense, w_sem, val_modes = 0.0, 0.35, {}
+    (w_dense, w_sem), val_modes = DEFAULT_WEIGHTS, {}
     if len(vq):
         d_i, d_s, _ = ev.dense(ckpt_name, vq)
         b_i, b_s = ev.bm25_run(vt)

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .artifacts import StageError, atomic_path, require, tmp_path, write_json, write_manifest
+from .artifacts import StageError, atomic_path, read_json_artifact, require, tmp_path, write_json, write_manifest
 from .text import normalize
 
 QRELS = Path("qrels") / "test.tsv"
@@ -242,8 +242,10 @@ def prepare(beir_dir, main_dir, log=print) -> Path:
     stamp = ext / "prepared.json"
     want = {"vocab": vm["fingerprint"], "source": str(src.resolve()), "files": _stat(src), "format": FORMAT}
     if stamp.exists():
-        from .vector_store import read_progress
-        have = read_progress(stamp) or {}  # damaged: prepared again (by rename)
+        try:
+            have = read_json_artifact(stamp, missing_ok=True) or {}
+        except StageError:
+            have = {}  # damaged: prepared again (by rename)
         if all(have.get(k) == v for k, v in want.items()):
             return ext
     ext.mkdir(parents=True, exist_ok=True)

@@ -7,30 +7,31 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from . import bm25 as bm25_mod
-from . import retrieval, vector_store
+from . import retrieval
 from .artifacts import atomic_path, write_json
+from .corpus import find_sorted
 from .encode import encode_rows, load_model
 from .metrics import REPORTED, evaluate, ranked_to_run
 
-DEPTH = 200  # candidates from each of dense and BM25 (200 beat 100 and 50 on validation)
+from .retrieval import FUSION_DEPTH as DEPTH  # each system's run depth: what hybrid fuses
 ALPHAS = [round(a, 2) for a in np.arange(0.0, 1.0001, 0.05)]
 
 
 class Evaluator:
     """Holds what every system needs for one data dir (its pool, queries, BM25, index)."""
 
-    def __init__(self, data_dir: Path, model_dir: Path, corpus, device, client=None, log=print,
-                 bm25_params: dict | None = None):
+    def __init__(self, data_dir: Path, model_dir: Path, corpus, device, use_index: bool = True, log=print,
+                 bm25_params: dict | None = None, chroma_host: str | None = None, chroma_port: int = 8000):
         self.d = Path(data_dir)
         self.model_dir = Path(model_dir)
         self.corpus = corpus
         self.device = device
-        self.client = client
+        self.use_index, self.chroma_host, self.chroma_port = use_index, chroma_host, chroma_port
         self.log = log
         q = pq.read_table(self.d / "queries.parquet", columns=["split", "query_id", "query", "passage_ids", "is_selected"])
         self.q = q.to_pydict()
         self.bm25 = bm25_mod.load_or_build(self.d, log, **(bm25_params or {}))
-        self._models = {}
+        self._models, self._indexes, self._aligned = {}, {}, False
 
     # ------------------------------------------------------------ queries of a split
     def split(self, split: str, rerank: bool = False):
@@ -55,20 +56,25 @@ class Evaluator:
                 self._models[ckpt_name] = load_model(path, self.corpus.vocab.fingerprint, self.device)
         return self._models[ckpt_name]
 
-    def collection_for(self, ckpt: dict):
-        if self.client is None:
+    def index_for(self, ckpt: dict):
+        """The checkpoint's complete index in this data dir, or None (then: exact search)."""
+        if not self.use_index:
             return None
-        return vector_store.find_built(self.d, ckpt["fingerprint"], self.client)
+        if ckpt["fingerprint"] not in self._indexes:
+            from .index import store
+            self._indexes[ckpt["fingerprint"]] = store.find_built(self.d, ckpt["fingerprint"], self.chroma_host,
+                                                                  self.chroma_port)
+        return self._indexes[ckpt["fingerprint"]]
 
     def dense(self, ckpt_name: str, qids: np.ndarray, k: int = DEPTH):
-        """(ids, scores, how) for a checkpoint; through its index (how: "faiss" or "chroma") when it has
-        a complete one, else exact search."""
+        """(ids, scores, how) for a checkpoint; through its index (how: its backend) when it has a
+        complete one, else exact search."""
         model, ckpt = self.model(ckpt_name)
         qv = encode_rows(model, self.corpus.qtok, self.corpus.qidx.rows(qids), "query", self.device, max_len=64)
-        col = self.collection_for(ckpt)
-        if col is not None:
-            ids, sc = retrieval.dense_chroma(col, qv, k)
-            return ids, sc, col.state.get("backend", "chroma")
+        index = self.index_for(ckpt)
+        if index is not None:
+            ids, sc = retrieval.dense_index_run(index, qv, k)
+            return ids, sc, index.backend
         ids, sc = retrieval.dense_exact(self.pool_vectors(ckpt_name), self.corpus.ptok.ids, qv, k, self.device)
         return ids, sc, "exact"
 
@@ -140,10 +146,17 @@ class Evaluator:
         stored in the index (the same encoder on the same tokens)."""
         model, _ = self.model(ckpt_name)
         P = self.pool_vectors(ckpt_name)
+        if not self._aligned:
+            retrieval.check_aligned(self.corpus.ptok.ids, self.bm25)
+            self._aligned = True
         qv = encode_rows(model, self.corpus.qtok, self.corpus.qidx.rows(qids), "query", self.device, max_len=64)
-        vec = lambda ids: P[self.corpus.pidx.rows(ids)]
-        return [retrieval.hybrid_features(qv[n], d_ids[n], self.bm25, texts[n], vec, model.config["out_dim"], DEPTH)
-                for n in range(len(qids))]
+        out = []
+        for n in range(len(qids)):
+            pos, found = find_sorted(self.corpus.pidx.sorted, d_ids[n])  # (a short run's padding is no passage)
+            rows = self.corpus.pidx.order[pos[found]]
+            cand, f = retrieval.hybrid_features(qv[n], rows, self.bm25, texts[n], P, model.config["out_dim"], DEPTH)
+            out.append((self.corpus.ptok.ids[cand], f))
+        return out
 
     def _bm25_for(self, text, cands):
         return self.bm25.scores(text)[self.bm25.rows(cands)]
@@ -249,7 +262,7 @@ def markdown(result: dict) -> str:
         lines.append(f"\nhybrid = {w['dense']} z(cosine) + {w['sem']} z(semantic-part cosine) + {w['bm25']} z(BM25) "
                      f"over the union of both top-{DEPTH}s; weights tuned on validation MRR@10.\n")
     if result.get("index_recall_at_10") is not None:
-        lines.append(f"\nDense index ({result.get('index_backend', 'chroma')} HNSW over the short vectors, its top "
+        lines.append(f"\nDense index ({result.get('index_backend', '')} HNSW over the short vectors, its top "
                      f"candidates rescored with the full ones) recall@10 against exact search, active model: "
                      f"{result['index_recall_at_10']:.4f}\n")
     return "".join(lines)

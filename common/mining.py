@@ -1,6 +1,6 @@
 """Hard-negative mining.
 
-The trained model ranks the pool for each training query (through ChromaDB). Its very top ranks
+The trained model ranks the pool for each training query (through its index). Its very top ranks
 are where false negatives crowd: MS MARCO marks one relevant passage per query, and the passages
 ranked right beside it are often relevant too. Training to push those away is what made the
 original design's hard-negative round worse. So negatives come from a window of ranks below the

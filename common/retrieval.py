@@ -1,5 +1,5 @@
-"""Retrieval systems compared in s10 and offered by s09: dense (a checkpoint through its index
-(faiss or ChromaDB), or exact search when it has none), BM25, the untrained GloVe average, and hybrid.
+"""Retrieval systems compared in s10 and offered by s09: dense (a checkpoint through its index,
+or exact search when it has none), BM25, the untrained GloVe average, and hybrid (the fusion).
 
 Hybrid: the candidates are the union of the dense top-`depth` (from the index) and the BM25
 top-`depth`; each gets three exact scores, z-normalised over the candidates of its query:
@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from .artifacts import StageError
 from .corpus import find_sorted
 
+FUSION_DEPTH = 200            # each system's candidates that hybrid fuses (200 beat 100 and 50 on validation)
+DEFAULT_WEIGHTS = (0.0, 0.35)  # hybrid's (cosine, semantic-part) weights until s10 tunes them
 
-def dense_chroma(index, qv: np.ndarray, k: int, batch: int = 500):
-    """Top-k through a built index (common.dense_index.DenseIndex: the HNSW graph, then the full vectors)."""
+
+def dense_index_run(index, qv: np.ndarray, k: int, batch: int = 500):
+    """Top-k passage ids and scores through a built index (common.index.dense.Index), as (n, k) arrays."""
     ids, sc = [], []
     for s in range(0, len(qv), batch):
-        i, c = index.search(qv[s:s + batch], k)
+        i, c = index.search_ids(qv[s:s + batch], k)
         ids += i
         sc += c
     return _pad(ids, sc, k)
@@ -36,7 +40,7 @@ def _pad(ids, sc, k):
 
 
 def dense_exact(pool_vecs: np.ndarray, pool_ids: np.ndarray, qv: np.ndarray, k: int, device="cpu"):
-    from .train import search_exact  # torch: imported by the stages that need it, never by s09
+    from .exact import search_exact  # torch: imported by the stages that need it, never by s09
     # the pool as it is (float32 or float16): search_exact converts it a chunk at a time
     idx, sc = search_exact(np.asarray(qv, np.float32), pool_vecs, k, device)
     return pool_ids[idx], sc
@@ -100,19 +104,18 @@ def _features(qv, V, out_dim, rows, vals, cand_rows):
     return np.stack([dense, sem, bm], axis=1)
 
 
-def hybrid_features(qv: np.ndarray, d_ids, bm25, text: str, vectors_for, out_dim: int, depth: int = 100):
-    """Candidates of one query (passage ids) and their (cosine, semantic cosine, bm25) scores.
-    vectors_for(ids) -> the candidates' stored vectors."""
-    rows, vals, b_rows = _bm25_top(bm25, text, depth)
-    cand = np.array(list(dict.fromkeys([int(x) for x in d_ids] + [int(x) for x in bm25.ids[b_rows]])), dtype=np.int64)
-    if len(cand) == 0:
-        return cand, np.zeros((0, 3))
-    return cand, _features(qv, vectors_for(cand), out_dim, rows, vals, bm25.rows(cand))
+def check_aligned(vector_row_ids: np.ndarray, bm25) -> None:
+    """Hybrid works in rows: the index's vector file (rows of passages_tok) and BM25 (rows of
+    passages.parquet) must list the passages in the same order, as s02 writes them."""
+    if not np.array_equal(np.asarray(vector_row_ids), bm25.ids):
+        raise StageError("the index and BM25 list the passages in different orders: re-run s02_tkn_ms_marco.py, "
+                         "then s05_encode_docs_to_chromadb.py and s08_reencode_all.py")
 
 
-def hybrid_features_rows(qv: np.ndarray, d_rows, bm25, text: str, vecs, out_dim: int, depth: int = 100):
-    """hybrid_features in rows, when BM25's rows are the vector file's rows (both in passages
-    order): candidates as rows, vectors read straight from `vecs` (the memory-mapped file)."""
+def hybrid_features(qv: np.ndarray, d_rows, bm25, text: str, vecs, out_dim: int, depth: int = FUSION_DEPTH):
+    """Candidates of one query (rows: the union of the dense rows and BM25's top `depth`) and their
+    (cosine, semantic cosine, bm25) scores; vectors read from `vecs` (the memory-mapped vector file,
+    or the pool's vectors), whose rows are BM25's (check_aligned)."""
     rows, vals, b_rows = _bm25_top(bm25, text, depth)
     cand = np.array(list(dict.fromkeys(np.concatenate([np.asarray(d_rows, np.int64), b_rows]).tolist())),
                     dtype=np.int64)

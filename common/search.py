@@ -6,15 +6,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import vector_store
 from .artifacts import StageError
 from .corpus import load_vocab
+from .index import store
+from .retrieval import DEFAULT_WEIGHTS, FUSION_DEPTH, check_aligned, hybrid_features, hybrid_rank
 from .text import normalize
 
 MAX_QUERY_CHARS = 2000
+MAX_K = 1000  # results one query may ask for (s09's -k)
 MODES = ("dense", "bm25", "hybrid")
-DEFAULT_WEIGHTS = (0.0, 0.35)  # hybrid's (cosine, semantic-part) weights until s10 tunes them
-FUSION_DEPTH = 200    # each system's candidates that hybrid fuses (chosen on validation in s10)
 
 
 class QueryError(ValueError):
@@ -39,8 +39,8 @@ class Searcher:
         self.bm25 = None
         self._bm25_loader, self._bm25_error, self._warm, self._aligned = None, None, None, None
         self.data_dir = Path(data_dir)
-        self.active = vector_store.active(self.data_dir)
-        vector_store.check_index(self.data_dir, self.active)  # sizes and headers, before anything is mapped
+        self.active = store.active(self.data_dir)
+        store.check_index(self.data_dir, self.active)  # sizes and headers, before anything is mapped
         self.vocab, _ = load_vocab(self.data_dir)
         if self.active.get("vocab_fingerprint") != self.vocab.fingerprint:
             raise StageError("the active index was built with another vocabulary: re-run s05_encode_docs_to_chromadb.py "
@@ -48,9 +48,10 @@ class Searcher:
         self._load_encoder(str(device))
         host = chroma_host if chroma_host is not None else self.active.get("chroma_host")
         port = chroma_port if chroma_host is not None else self.active.get("chroma_port", 8000)
-        self.index = vector_store.open_built(self.data_dir, self.active["name"], host=host, port=port)
+        self.index = store.open_index(self.data_dir, self.active["name"], host=host, port=port)
         if self.index is None:
-            pp = vector_store.progress_path(self.data_dir, self.active["name"])
+            from .index.state import progress_path
+            pp = progress_path(self.data_dir, self.active["name"])
             raise StageError(f"index {self.active['name']} is missing or incomplete"
                              + ("" if pp.exists() else f" ({pp} not found)") + ": re-run s08_reencode_all.py")
         self._texts = None
@@ -97,11 +98,12 @@ class Searcher:
         self.out_dim = int(self.model.config["out_dim"])
 
     def close(self):
-        """Wait for the background loads: a process that exits while one of them is inside Chroma's
-        Rust core or numba can crash at interpreter shutdown."""
+        """Wait for the background loads (a process that exits while one of them is inside a native
+        library can crash at interpreter shutdown), then release the index."""
         for t in (self._warm, self._bm25_loader):
             if t is not None:
                 t.join()
+        self.index.close()
 
     @property
     def encoder(self) -> str:
@@ -176,21 +178,14 @@ class Searcher:
             self._load_bm25()
         return self.bm25
 
-    def _rows_aligned(self, bm25) -> bool:
-        """Whether hybrid can work in rows: a faiss index (rows of passages_tok) and BM25 (rows of
-        passages.parquet) list the passages in the same order (s02 keeps s00's order). Checked once."""
-        if self._aligned is None:
-            self._aligned = bool(self.index.by_rows and np.array_equal(self.index.full.row_ids, bm25.ids))
-        return self._aligned
-
-    def _texts_for(self, ids):
-        if self.active.get("store_text", False):
-            return self.index.documents(ids)
-        return self._lookup(ids)
+    def _check_aligned(self, bm25):
+        if not self._aligned:
+            check_aligned(self.index.row_ids, bm25)  # once: hybrid works in rows of both
+            self._aligned = True
 
     def search(self, text: str, k: int = 10) -> list[Hit]:
         text = self.check_query(text)
-        k = max(1, min(int(k), 1000))
+        k = max(1, min(int(k), MAX_K))
         v, known = self.encode([text])
         dense_ok = known[0] > 0
         bm25 = self._need_bm25() if self.mode != "dense" else None
@@ -198,32 +193,24 @@ class Searcher:
             if not dense_ok and (self.mode == "dense" or not bm25.tokens([text])[0]):
                 raise QueryError("none of the query's words are in the vocabulary: try other words")
         if self.mode == "dense":
-            ids, scores = self.index.search(v, k)
-            ids, scores = ids[0], scores[0]
-            return [Hit(r + 1, s, p, t, doc) for r, (p, s, t, doc)
-                    in enumerate(zip(ids, scores, self._texts_for(ids), self._doc_ids_for(ids)))]
-        depth = max(k, FUSION_DEPTH)
-        if self.mode == "bm25":
+            rows, scores = self.index.search(v, k)
+            rows, scores = rows[0], scores[0]
+        elif self.mode == "bm25":
             if not bm25.tokens([text])[0]:
                 raise QueryError("none of the query's words are in the vocabulary: try other words")
-            b_ids, b_sc = bm25.search([text], k)
-            ids, scores = b_ids[0].tolist(), b_sc[0].tolist()
+            b_rows, b_sc = bm25.search_rows([text], k)
+            rows, scores = b_rows[0], b_sc[0]
         else:
-            from .retrieval import hybrid_features, hybrid_features_rows, hybrid_rank
+            self._check_aligned(bm25)
+            depth = max(k, FUSION_DEPTH)
             w = self.weights if dense_ok else (0.0, 0.0)  # no word the model knows: BM25 alone
-            if self._rows_aligned(bm25):
-                d_rows = self.index.search_rows(v, depth)[0][0] if dense_ok else []
-                cand, feats = hybrid_features_rows(v[0], d_rows, bm25, text, self.index.full.vecs, self.out_dim, depth)
-                rows, scores = hybrid_rank(cand, feats, w[0], w[1], k)
-                ids, scores = bm25.ids[rows].tolist(), scores.tolist()
-            else:
-                d_ids = self.index.search(v, depth)[0][0] if dense_ok else []
-                cand, feats = hybrid_features(v[0], d_ids, bm25, text, self.index.vectors, self.out_dim, depth)
-                ids, scores = hybrid_rank(cand, feats, w[0], w[1], k)
-                ids, scores = ids.tolist(), scores.tolist()
-        texts = self._texts_for(ids)
+            d_rows = self.index.search(v, depth)[0][0] if dense_ok else []
+            cand, feats = hybrid_features(v[0], d_rows, bm25, text, self.index.vecs, self.out_dim, depth)
+            rows, scores = hybrid_rank(cand, feats, w[0], w[1], k)
+        ids = self.index.ids(rows).tolist()  # the edge: rows become passage ids here
+        texts = self._lookup(ids)
         return [Hit(r + 1, float(s), int(p), t, doc) for r, (p, s, t, doc)
-                in enumerate(zip(ids, scores, texts, self._doc_ids_for(ids)))]
+                in enumerate(zip(ids, np.asarray(scores).tolist(), texts, self._doc_ids_for(ids)))]
 
 
 def load_hybrid(data_dir: Path) -> dict | None:

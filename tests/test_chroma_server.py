@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from launch import run_killed
 from test_robustness_common import copy_data, run
 
 CHROMA = Path(sys.executable).parent / "chroma"
@@ -72,8 +73,7 @@ def indexed(server, tmp_path_factory):
     d = copy_data(tmp_path_factory, "server")
     args = ("--chroma-host", "127.0.0.1", "--chroma-port", str(server.port), "--encode-batch", "64",
             "--write-batch", "32")
-    killed = run("s05_encode_docs_to_chromadb.py", d, *args, check=False,
-                 env={"MSMARCO_TEST_KILL_AFTER_BATCHES": "3"})
+    killed = run_killed("s05_encode_docs_to_chromadb.py", d, 3, *args)
     assert killed.returncode == -9
     r = run("s05_encode_docs_to_chromadb.py", d, *args)
     assert "resuming" in r.stdout

@@ -9,9 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import ROOT
+from launch import run_killed
 from test_robustness_common import copy_data, run
 
-KILL = "MSMARCO_TEST_KILL_AFTER_BATCHES"
 SMALL = ("--encode-batch", "64", "--write-batch", "32", "--save-every", "64")  # kill after N writes / saves
 
 
@@ -41,10 +41,10 @@ def check_complete(data, name):
     assert found >= 0.99 * len(ids), f"{found}/{len(ids)} passages find themselves"
     # the full vectors (written in place, resumed with the collection): every row filled, and each
     # is the one Chroma's short vector was cut from
-    from common import dense_index
-    full = dense_index.FullVectors(data, name).get(ids)
+    from common.index import vectors
+    full = vectors.FullVectors(data, name).get(ids)
     np.testing.assert_allclose(np.linalg.norm(full, axis=1), 1, atol=2e-3)
-    short = dense_index.index_vectors(full, st["out_dim"], st["lex_dim"], st["index_dim"])
+    short = vectors.index_vectors(full, st["out_dim"], st["lex_dim"], st["index_dim"])
     np.testing.assert_allclose(short, np.asarray(got["embeddings"], np.float32), atol=3e-3)
 
 
@@ -52,17 +52,17 @@ def check_complete_faiss(data, name, st):
     """The graph holds every row once, its labels map to exactly the passages of passages.parquet,
     each passage finds itself through it, and no partial graph is left."""
     import faiss
-    from common import dense_index, faiss_index, vector_store
+    from common.index import faiss_graph, store, vectors
     ids = pq.read_table(data / "passages.parquet", columns=["passage_id"])["passage_id"].to_numpy()
-    g = faiss.read_index(str(faiss_index.index_path(data, name)))
+    g = faiss.read_index(str(faiss_graph.graph_path(data, name)))
     assert g.ntotal == len(ids) == st["total"]
-    assert not faiss_index.partial_path(data, name).exists()
-    assert sorted(dense_index.FullVectors(data, name).row_ids.tolist()) == sorted(ids.tolist())
-    full = dense_index.FullVectors(data, name).get(ids)
+    assert not faiss_graph.partial_path(data, name).exists()
+    assert sorted(vectors.FullVectors(data, name).row_ids.tolist()) == sorted(ids.tolist())
+    full = vectors.FullVectors(data, name).get(ids)
     np.testing.assert_allclose(np.linalg.norm(full, axis=1), 1, atol=2e-3)  # every row of the file filled
-    idx = vector_store.open_built(data, name)
-    got, _ = idx.search(full, 3)
-    found = sum(int(i) in row for i, row in zip(ids, got))
+    idx = store.open_index(data, name)
+    got, _ = idx.search_ids(full, 3)
+    found = sum(int(i) in row.tolist() for i, row in zip(ids, got))
     assert found >= 0.99 * len(ids), f"{found}/{len(ids)} passages find themselves"
 
 
@@ -91,7 +91,7 @@ def make_other_checkpoint(data, out="best_model.pt"):
 def data(tmp_path_factory):
     """s00-s04, then s05 killed after 4 written batches, then s05 again."""
     d = copy_data(tmp_path_factory, "kill")
-    killed = run("s05_encode_docs_to_chromadb.py", d, *SMALL, check=False, env={KILL: "4"})
+    killed = run_killed("s05_encode_docs_to_chromadb.py", d, 4, *SMALL)
     resumed = run("s05_encode_docs_to_chromadb.py", d, *SMALL)
     return d, killed, resumed
 
@@ -111,7 +111,7 @@ def test_s08_killed_keeps_old_index_then_switches(data):
     d, _, _ = data
     old = active(d)
     fp = make_other_checkpoint(d)
-    r = run("s08_reencode_all.py", d, *SMALL, check=False, env={KILL: "3"})
+    r = run_killed("s08_reencode_all.py", d, 3, *SMALL)
     assert r.returncode == -9
     assert active(d) == old  # still the old, complete collection
     q = pq.read_table(d / "queries.parquet", columns=["query"])["query"][0].as_py()
@@ -128,12 +128,12 @@ def test_s08_killed_keeps_old_index_then_switches(data):
 def test_chroma_build_killed_then_rerun_completes(data):
     """The same with --backend chroma: killed after 3 written batches, resumed, complete."""
     d, _, _ = data
-    r = run("s08_reencode_all.py", d, *SMALL, "--backend", "chroma", check=False, env={KILL: "3"})
+    r = run_killed("s08_reencode_all.py", d, 3, *SMALL, "--backend", "chroma")
     assert r.returncode == -9
     r = run("s08_reencode_all.py", d, *SMALL, "--backend", "chroma")
     assert "resuming" in r.stdout
     a = active(d)
-    assert "backend" not in a and a["complete"]
+    assert a["backend"] == "chroma" and a["complete"]
     check_complete(d, a["name"])
 
 
@@ -142,9 +142,9 @@ import sys, time
 sys.path.insert(0, sys.argv[2])
 from pathlib import Path
 import numpy as np
-from common import vector_store
-c = vector_store.client(Path(sys.argv[1]), writer=True)
-col = vector_store.get_collection(c, "scratch") or vector_store.create_collection(c, "scratch")
+from common.index import chroma_graph
+c = chroma_graph.client(Path(sys.argv[1]), writer=True)
+col = chroma_graph.get_collection(c, "scratch") or chroma_graph.create_collection(c, "scratch")
 print("ready", flush=True)
 rng = np.random.default_rng(0)
 for i in range(10_000):  # keep writing, as s08 would, until killed
@@ -169,8 +169,8 @@ def test_second_writer_refused_and_reader_still_answers(data):
         p.kill()
         p.wait(timeout=30)
     # the lock went with its (killed) process
-    from common import vector_store
-    assert vector_store.writer_active(d) is None
+    from common.index import state
+    assert state.writer_active(d / "indexes") is None
 
 
 # ------------------------------------------------------------------ stale or mismatched inputs

@@ -1,57 +1,44 @@
-"""The passage index as a faiss HNSW graph: the default backend of a local build (--backend faiss).
+"""The faiss backend (the default): each graph an IndexHNSWFlat file in data/indexes.
 
-Why not Chroma's own HNSW: s05 builds the same graphs (M 16, ef_construction 100, the 192-d index
-vectors of common/dense_index.py) in 0.50 CPU-ms per passage with faiss against 0.98 with Chroma,
-which logs every vector in SQLite before its bundled hnswlib inserts it; and at 1M passages two
-faiss graphs searched in parallel answer in 1.68 ms against 4.02 ms for Chroma's two shards,
-finding more of the exact top 10 (0.939 against 0.926; bench/hnsw/README.md).
-Chroma stays available: --backend chroma, and always with --chroma-host.
+Why faiss by default: it builds the same graphs (M 16, ef_construction 100) in about half the CPU
+time of Chroma's hnswlib, which also logs every vector in SQLite first, and answers faster with
+as good recall (bench/README.md). This is the only module that imports faiss.
 
-Files, beside the vector files of common/dense_index.py in data/indexes/:
-    <name>.faiss       the graph: IndexHNSWFlat, inner product over unit index vectors (= cosine);
-                       labels are rows of passages_tok, which the ids file maps to passage ids
-                       (<name>.<i>of<n>.faiss for shard i of n: rows shard_bounds(total, n)[i])
+Files, beside the vector files of common/index/vectors.py in data/indexes/:
+    <name>.faiss       the graph: inner product over unit index vectors (= cosine); labels are rows
+                       of passages_tok (<name>.<i>of<n>.faiss for shard i of n: rows
+                       shard_bounds(total, n)[i], labels counted from the shard's first row)
     <name>.faiss.part  the graph so far while it is built, saved every --save-every passages with
                        the progress file: a killed build resumes from it (never queried)
 """
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 
-from .artifacts import StageError, atomic_path, write_json
+from ..artifacts import StageError, atomic_path
+from .graph import SMALL_INDEX, BuildJob, Graph, shard_bounds
+from .state import read_progress, same_build, write_json
 
-SAVE_EVERY = 250_000   # passages between saves of the partial graph (a save of 1M passages: ~2 s)
-ADD_BATCH = 50_000     # rows per faiss add: its threads wait for each other at the end of every add,
-                       # so small adds cost (1M passages on 2 cores: 3,596/s in adds of 5,000, 4,146/s
-                       # in adds of 20,000)
-
-
-def shard_bounds(total: int, shards: int) -> list[tuple[int, int]]:
-    return [(i * total // shards, (i + 1) * total // shards) for i in range(shards)]
+NAME = "faiss"
+ADD_BATCH = 50_000  # rows per faiss add: its threads wait for each other at the end of every add, so small adds cost
 
 
-def auto_shards(total: int) -> int:
+def auto_shards(total: int, job: BuildJob | None = None) -> int:
     """One graph per core from 200k passages (at most 4), one below. A query searches the graphs in
     parallel threads, and smaller graphs find more of the exact neighbours for the same ef_search:
     at 1M passages on 2 cores, two graphs at ef_search 300 find as much as one at 800 in half the time
     (bench/README.md)."""
-    from .cli import usable_cores
-    from .vector_store import SMALL_INDEX
+    from ..cli import usable_cores
     return 1 if total < SMALL_INDEX else min(4, usable_cores())
 
 
 def graph_path(data_dir: Path, name: str, i: int = 0, shards: int = 1) -> Path:
     return Path(data_dir) / "indexes" / (f"{name}.faiss" if shards == 1 else f"{name}.{i}of{shards}.faiss")
-
-
-def index_path(data_dir: Path, name: str) -> Path:
-    return graph_path(data_dir, name)
 
 
 def partial_path(data_dir: Path, name: str) -> Path:
@@ -73,7 +60,7 @@ def _faiss():
 
 def _threads() -> int:
     """faiss's OpenMP threads for a build: every core this process may use (one on macOS, above)."""
-    from .cli import usable_cores
+    from ..cli import usable_cores
     return 1 if sys.platform == "darwin" else usable_cores()
 
 
@@ -84,23 +71,18 @@ def _write(index, path: Path):
         faiss.write_index(index, str(tmp))
 
 
-def build(data_dir: Path, name: str, meta: dict, total: int, batches, hnsw: dict, progress=None,
-          log=print, progress_path: Path | None = None, save_every: int = SAVE_EVERY,
-          kill_env: str | None = None, shards: int = 1) -> dict:
-    """Fill the graph(s) of index `name` from `batches(start_row)`, an iterator of (ids, index
-    vectors, _) from row `start_row` on, resuming a killed build of the same index. Shard i holds
-    rows shard_bounds(total, shards)[i], built one after the other with all cores. Returns its state
-    (the progress file's content)."""
+def build(job: BuildJob, source) -> dict:
+    """Fill the graph(s) of index job.name from source.batches(0, total, start) (rows from `start`
+    on), resuming a killed build of the same index. Shard i holds rows shard_bounds(total, shards)[i],
+    built one after the other with all cores. Returns its state (the progress file's content)."""
     faiss = _faiss()
-    d = Path(data_dir)
-    pp = progress_path
+    d, name, meta, total, hnsw, shards = Path(job.data_dir), job.name, job.meta, job.total, job.hnsw, job.shards
+    pp, log, progress, save_every = job.progress_path, job.log, job.progress, job.save_every
     bounds = shard_bounds(total, shards)
     paths = [graph_path(d, name, i, shards) for i in range(shards)]
     part = partial_path(d, name)
-    from .vector_store import read_progress
     state = read_progress(pp)
-    same = state is not None and all(state.get(k) == meta.get(k) for k in meta) and state.get("total") == total \
-        and int(state.get("shards", 1)) == shards
+    same = same_build(state, meta, total) and int(state.get("shards", 1)) == shards
     if same and state.get("complete") and all(p.exists() for p in paths):
         log(f"index {name} is already complete ({total:,} passages)")
         return state
@@ -144,17 +126,14 @@ def build(data_dir: Path, name: str, meta: dict, total: int, batches, hnsw: dict
     faiss.omp_set_num_threads(_threads())
     if progress is not None:
         progress.update(start)
-    kill_after = int(os.environ.get(kill_env) or 0) if kill_env else 0
-    saves = [0]
     buf: list = []
     step = max(1, min(ADD_BATCH, int(save_every)))
 
     def saved(done: int):
         state["done"] = done
         write_json(pp, state)  # progress only once the graph it counts is on disk
-        saves[0] += 1
-        if kill_after and saves[0] >= kill_after:  # test hook: a build killed part-way
-            os.kill(os.getpid(), signal.SIGKILL)
+        if job.on_saved is not None:
+            job.on_saved(done)
 
     def add():
         if buf:
@@ -162,7 +141,7 @@ def build(data_dir: Path, name: str, meta: dict, total: int, batches, hnsw: dict
             buf.clear()
 
     pos = start
-    for _ids, vecs, _docs in batches(start):
+    for _rows, _ids, vecs, _docs in source.batches(0, total, start):
         if progress is not None:
             progress.update(len(vecs))
         while len(vecs):
@@ -193,10 +172,9 @@ def build(data_dir: Path, name: str, meta: dict, total: int, batches, hnsw: dict
     return state
 
 
-class FaissIndex:
-    """A built index's graphs, queried like a Chroma collection (query/count) by DenseIndex: each
-    graph in its own thread (faiss releases the GIL), their candidates together. The graphs are read
-    on first use (0.65 s at 1M passages), so s09's prompt appears while they load in the background."""
+class FaissGraph(Graph):
+    """A built index's faiss graphs, each searched in its own thread (faiss releases the GIL). The
+    graphs are read on first use, so s09's prompt appears while they load in the background."""
 
     def __init__(self, data_dir: Path, name: str, total: int, ef_search: int, shards: int = 1):
         self.bounds = shard_bounds(int(total), int(shards))
@@ -204,8 +182,8 @@ class FaissIndex:
         for p in self.paths:
             if not p.exists():
                 raise StageError(f"{p} is missing: re-run s05_encode_docs_to_chromadb.py (or s08_reencode_all.py)")
-        self.data_dir, self.name, self.total, self.ef_search = Path(data_dir), name, int(total), int(ef_search)
-        self._graphs, self._ids, self._pool = None, None, None
+        self.ef_search = int(ef_search)
+        self._graphs, self._pool = None, None
         self._lock = threading.Lock()
 
     def _load(self):
@@ -221,48 +199,44 @@ class FaissIndex:
                         raise StageError(f"{p} holds {g.ntotal:,} passages, expected {hi - lo:,}: re-run s08_reencode_all.py")
                     g.hnsw.efSearch = self.ef_search
                     graphs.append(g)
-                from .dense_index import FullVectors
-                self._ids = FullVectors(self.data_dir, self.name).row_ids  # for query()'s ids
                 if len(graphs) > 1:
                     from concurrent.futures import ThreadPoolExecutor
                     self._pool = ThreadPoolExecutor(len(graphs), thread_name_prefix="graph")
                 self._graphs = graphs
         return self._graphs
 
-    def count(self) -> int:
-        return self.total
+    def warm_up(self, dim: int = 0):
+        self._load()
 
-    def query_rows(self, query_embeddings, n_results: int) -> list[np.ndarray]:
-        """Every graph's top n_results rows together, per query (the caller rescores them)."""
-        out = self.query(query_embeddings, n_results, [], as_rows=True)
-        return out["ids"]
-
-    def query(self, query_embeddings, n_results: int, include: list, as_rows: bool = False):
-        """Chroma's answer shape: {"ids": [int64 arrays]}, every graph's top n_results together (the
-        caller rescores them); with "distances" (cosine distance), merged into one top n_results."""
+    def search(self, vecs: np.ndarray, n: int) -> list[np.ndarray]:
         graphs = self._graphs or self._load()
-        q = np.ascontiguousarray(query_embeddings, dtype=np.float32)
+        q = np.ascontiguousarray(vecs, dtype=np.float32)
 
         def ask(i):
             lo, hi = self.bounds[i]
-            sims, rows = graphs[i].search(q, int(min(n_results, hi - lo)))
-            return sims, np.where(rows >= 0, rows + lo, -1)  # -1: fewer hits than asked for
+            _, rows = graphs[i].search(q, int(min(n, hi - lo)))
+            return np.where(rows >= 0, rows + lo, -1)  # -1: fewer hits than asked for
         parts = [ask(0)] if self._pool is None else list(self._pool.map(ask, range(len(graphs))))
-        sims = np.concatenate([p[0] for p in parts], axis=1)
-        rows = np.concatenate([p[1] for p in parts], axis=1)
-        if "distances" in include and len(parts) > 1:
-            top = np.argsort(-sims, axis=1, kind="stable")[:, :n_results]
-            sims, rows = np.take_along_axis(sims, top, 1), np.take_along_axis(rows, top, 1)
-        keep = [r >= 0 for r in rows]
-        out = {"ids": [r[m] if as_rows else self._ids[r[m]] for r, m in zip(rows, keep)]}
-        if "distances" in include:
-            out["distances"] = [(1.0 - s[m]).tolist() for s, m in zip(sims, keep)]
-        return out
+        rows = np.concatenate(parts, axis=1)
+        return [r[r >= 0] for r in rows]
 
-    def get(self, ids, include: list):
-        raise StageError("a faiss index stores no documents or embeddings: rebuild with --backend chroma for that")
+    def close(self):
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
 
-def drop(data_dir: Path, name: str):
+def open_graph(data_dir: Path, state: dict, rows_of=None, **_) -> FaissGraph:
+    from .graph import auto_ef_search
+    ef = (state.get("hnsw") or {}).get("ef_search") or auto_ef_search(int(state["total"]))
+    return FaissGraph(data_dir, state["name"], int(state["total"]), ef, int(state.get("shards", 1)))
+
+
+def files(data_dir: Path, state: dict) -> list[Path]:
+    n = int(state.get("shards", 1))
+    return [graph_path(data_dir, state["name"], i, n) for i in range(n)]
+
+
+def drop(data_dir: Path, state: dict, **_):
+    name = state["name"]
     for p in (*Path(data_dir, "indexes").glob(f"{name}.*faiss"), partial_path(data_dir, name)):
         p.unlink(missing_ok=True)

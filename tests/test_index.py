@@ -1,0 +1,246 @@
+"""The index layer: one contract run over every backend (build, kill and resume, search in rows
+that map to the right ids), the short index vectors, and the numpy query encoder s09 uses
+instead of torch."""
+import numpy as np
+import pytest
+import torch
+
+from common.index import chroma_graph, faiss_graph, graph, state, store, vectors
+from common.index.dense import Index
+from common.encode import encode_texts
+from common.model import TwoTowerModel, stem_map
+from common.query_encoder import NumpyQueryEncoder, export
+from common.vocab import Vocab
+
+torch.set_num_threads(1)
+WORDS = ["<pad>", "<unk>", "cat", "cats", "dog", "dogs", "running", "runs", "coffee", "tea", "the", "a"]
+
+
+def model_and_vocab(lex_dim=8, token_weights=True):
+    v = Vocab(WORDS)
+    rng = np.random.default_rng(0)
+    m = TwoTowerModel(len(WORDS), 6, {"out_dim": 5, "lex_dim": lex_dim, "token_weights": token_weights},
+                      embeddings=rng.normal(size=(len(WORDS), 6)).astype(np.float32),
+                      idf=rng.uniform(0.5, 3, len(WORDS)).astype(np.float32), stems=stem_map(WORDS))
+    with torch.no_grad():  # trained-looking weights, not the initial ones
+        for p in m.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    m.eval()
+    return m, v
+
+
+@pytest.mark.parametrize("lex_dim,token_weights", [(8, True), (0, True), (8, False)])
+def test_numpy_query_encoder_matches_the_torch_tower(tmp_path, lex_dim, token_weights):
+    m, v = model_and_vocab(lex_dim, token_weights)
+    assert export(m, tmp_path, "idx") is not None
+    enc = NumpyQueryEncoder(tmp_path, "idx", v)
+    assert enc.fingerprint == m.fingerprint()
+    texts = ["the cats running", "coffee", "unknownword", "Dogs run; a DOG runs! tea tea tea", "zz cat zz"]
+    want, want_known = encode_texts(m, v, texts, torch.device("cpu"), "query")
+    got, known = enc.encode(texts)
+    np.testing.assert_allclose(got, want, atol=2e-6)
+    assert known.tolist() == want_known.tolist() == [3, 1, 0, 7, 1]
+
+
+def test_gru_tower_is_not_exported(tmp_path):
+    m = TwoTowerModel(len(WORDS), 6, {"encoder": "gru", "out_dim": 5, "lex_dim": 8, "gru_hidden": 4})
+    assert export(m, tmp_path, "idx") is None
+
+
+def test_index_vectors_keep_the_balance_of_the_two_parts():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(50, 64 + 256)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    assert vectors.index_vectors(x, 64, 256, 320) is not None
+    np.testing.assert_array_equal(vectors.index_vectors(x, 64, 256, 320), x)  # nothing to shorten
+    y = vectors.index_vectors(x, 64, 256, 192)
+    assert y.shape == (50, 192)
+    np.testing.assert_allclose(np.linalg.norm(y, axis=1), 1, atol=1e-5)
+    # the semantic part keeps its direction; the lexical dims are the first 128, scaled by sqrt(2)
+    ratio = y[:, 64:] / (x[:, 64:192] * np.sqrt(2))
+    np.testing.assert_allclose(ratio, np.repeat(ratio[:, :1], 128, axis=1), rtol=1e-4)
+    with pytest.raises(Exception, match="must exceed"):
+        vectors.index_vectors(x, 64, 256, 64)
+
+
+class ArraySource:
+    """A backend's build source over fixed arrays: batches(lo, hi, start) as EncodeSource gives
+    them. die_at: raise KeyboardInterrupt (a killed build) when reaching that row."""
+
+    def __init__(self, ids, x, die_at=None):
+        self.ids, self.x, self.die_at, self.started = ids, x, die_at, []
+
+    def single_thread(self):
+        pass
+
+    def batches(self, lo, hi, start):
+        self.started.append(lo + start)
+        for s in range(lo + start, hi, 250):
+            if self.die_at is not None and s >= self.die_at:
+                raise KeyboardInterrupt
+            r = np.arange(s, min(s + 250, hi))
+            yield r, self.ids[r], self.x[r], None
+
+
+def _data(tmp_path, n=2000, dim=16, seed=3):
+    """Unit vectors and their ids (negative ones too), with the index's vector files written."""
+    rng = np.random.default_rng(seed)
+    ids = rng.choice(2**62, size=n, replace=False).astype(np.int64) - 2**61
+    x = rng.normal(size=(n, dim)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return ids, x, rng
+
+
+def _job(tmp_path, name, n, dim, backend, **kw):
+    meta = {"index_dim": dim, "dim": dim, "out_dim": dim, "lex_dim": 0, "full_vectors": True}
+    if backend == "faiss":
+        meta["backend"] = "faiss"
+    return graph.BuildJob(tmp_path, name, meta, n, {"max_neighbors": 16, "ef_construction": 100, "ef_search": 200},
+                          state.progress_path(tmp_path, name), save_every=500, options={"write_batch": 100},
+                          log=lambda *a: None, **kw)
+
+
+def _write_vectors(tmp_path, name, ids, x):
+    vp = vectors.create_vector_file(tmp_path, name, ids, x.shape[1], resume=False)
+    w = vectors.VectorWriter(vp)
+    w.write(0, x)
+    w.close()
+
+
+BACKENDS = [faiss_graph, chroma_graph]
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=lambda b: b.NAME)
+def test_backend_contract_build_kill_resume_search(tmp_path, backend):
+    """Every backend: a build killed part-way resumes (not from zero) and records progress only
+    for what it stored; the complete index answers in rows whose ids are the passages' own, and
+    agrees with exact search; a complete build is not redone; another model starts again."""
+    n, dim = 2000, 16
+    ids, x, rng = _data(tmp_path, n, dim)
+    name = f"passages-{backend.NAME}"
+    _write_vectors(tmp_path, name, ids, x)
+    saved = []
+    job = _job(tmp_path, name, n, dim, backend.NAME, on_saved=saved.append)
+    src = ArraySource(ids, x, die_at=1250)
+    with pytest.raises(KeyboardInterrupt):
+        backend.build(job, src)
+    st = state.read_progress(job.progress_path)
+    assert not st["complete"] and 0 < st["done"] <= 1250 and saved and saved[-1] == st["done"]
+    src = ArraySource(ids, x)
+    logs = []
+    job.log = logs.append
+    st = backend.build(job, src)
+    assert src.started[0] > 0 and any("resuming" in m for m in logs)
+    assert st["complete"] and st["total"] == n
+    st = dict(st, name=name, backend=backend.NAME)
+    full = vectors.FullVectors(tmp_path, name)
+    idx = Index(backend.open_graph(tmp_path, st, full.rows), st, full)
+    q = x[:40] + 0.05 * rng.normal(size=(40, dim)).astype(np.float32)
+    rows, sc = idx.search(q, 10)
+    exact = np.argsort(-(q @ x.T), axis=1)[:, :10]
+    recall = np.mean([len(set(r.tolist()) & set(e.tolist())) / 10 for r, e in zip(rows, exact)])
+    assert recall >= 0.95, recall
+    for r, s_, qi in zip(rows, sc, q):
+        np.testing.assert_allclose(s_, x[r].astype(np.float16).astype(np.float32) @ qi, atol=2e-3)  # exact rescoring
+        assert np.all(np.diff(s_) <= 1e-6)  # best first
+    got_ids, _ = idx.search_ids(q, 10)
+    assert all(g.tolist() == ids[r].tolist() for g, r in zip(got_ids, rows))  # rows = ids
+    idx.close()
+    src = ArraySource(ids, x)
+    backend.build(job, src)
+    assert src.started == [] and "already complete" in logs[-1]
+    job.meta = dict(job.meta, model_fingerprint="other")
+    src = ArraySource(ids, x)
+    backend.build(job, src)
+    assert src.started == [0]
+
+
+@pytest.mark.parametrize("shards", [1, 2])
+def test_faiss_shards_resume_from_the_last_saved_graph(tmp_path, shards):
+    """faiss builds its shards in turn: killed in the second, only that shard starts again (the
+    partial graph of a one-graph build is kept), and every row is labelled once."""
+    n, dim = 3000, 16
+    ids, x, rng = _data(tmp_path, n, dim)
+    name = "passages-faiss"
+    _write_vectors(tmp_path, name, ids, x)
+    job = _job(tmp_path, name, n, dim, "faiss", shards=shards)
+    with pytest.raises(KeyboardInterrupt):
+        faiss_graph.build(job, ArraySource(ids, x, die_at=1700))
+    last = faiss_graph.graph_path(tmp_path, name, shards - 1, shards)
+    assert not last.exists() and faiss_graph.partial_path(tmp_path, name).exists() == (shards == 1)
+    src = ArraySource(ids, x)
+    st = faiss_graph.build(job, src)
+    assert src.started == [1500] and st["complete"] and last.exists()
+    assert not faiss_graph.partial_path(tmp_path, name).exists()
+    g = faiss_graph.open_graph(tmp_path, dict(st, name=name))
+    rows = g.search(x[:5], 3)
+    assert [r[0] for r in rows] == [0, 1, 2, 3, 4]  # each vector finds its own row first
+    assert faiss_graph.files(tmp_path, dict(st, name=name)) == \
+        [faiss_graph.graph_path(tmp_path, name, i, shards) for i in range(shards)]
+
+
+def test_registry_opens_an_index_by_its_recorded_backend(tmp_path):
+    """store.open_index reads the backend from the index's state (an old Chroma state names none),
+    refuses an unknown one and an index without full vectors, in one line naming s08."""
+    n, dim = 300, 8
+    ids, x, _ = _data(tmp_path, n, dim)
+    name = "passages-reg"
+    _write_vectors(tmp_path, name, ids, x)
+    job = _job(tmp_path, name, n, dim, "faiss")
+    st = faiss_graph.build(job, ArraySource(ids, x))
+    st = store.record_files(tmp_path, dict(st, backend="faiss"))
+    state.write_json(job.progress_path, st)
+    idx = store.open_index(tmp_path, name)
+    assert isinstance(idx.graph, faiss_graph.FaissGraph) and idx.backend == "faiss"
+    assert store.backend_of({"name": "x"}) is chroma_graph
+    with pytest.raises(Exception, match="unknown backend 'nope'.*re-run s08_reencode_all.py"):
+        store.backend_of({"name": "x", "backend": "nope"})
+    state.write_json(job.progress_path, dict(st, full_vectors=False, files={}))
+    with pytest.raises(Exception, match="before indexes kept their full vectors: re-run s08_reencode_all.py"):
+        store.open_index(tmp_path, name)
+    assert store.open_index(tmp_path, "passages-none") is None
+
+
+def test_index_without_its_vector_file_is_refused(tmp_path):
+    with pytest.raises(Exception, match="not found: run s08_reencode_all.py"):
+        vectors.FullVectors(tmp_path, "passages-missing")
+
+
+def test_vector_file_resume_keeps_written_rows(tmp_path):
+    ids, x, _ = _data(tmp_path, 40, 24, seed=2)
+    name = "passages-test"
+    vp = vectors.create_vector_file(tmp_path, name, ids, 24, resume=False)
+    w = vectors.VectorWriter(vp)
+    w.write(0, x[:25])
+    w.write(25, x[25:])
+    with pytest.raises(ValueError):
+        w.write(39, x[:2])
+    w.close()
+    f16 = x.astype(np.float16).astype(np.float32)
+    full = vectors.FullVectors(tmp_path, name)
+    np.testing.assert_allclose(full.get([ids[5], 12345, ids[0]]), f16[[5, 0, 0]] * [[1], [0], [1]], atol=1e-6)
+    vectors.create_vector_file(tmp_path, name, ids, 24, resume=True)
+    np.testing.assert_allclose(vectors.FullVectors(tmp_path, name).get([ids[7]]), f16[[7]], atol=1e-6)
+    assert full.row_ids.tolist() == ids.tolist()
+
+
+def test_ef_search_changes_without_a_rebuild(tmp_path):
+    """ef_search is query-time: not part of the index's name, and set on the existing collection."""
+    assert store.index_name("f" * 16, {"ef_search": 100}, 192) == store.index_name("f" * 16, {"ef_search": 400}, 192)
+    assert store.index_name("f" * 16, {"ef_construction": 50}, 192) != store.index_name("f" * 16, {}, 192)
+    c = chroma_graph.client(tmp_path)
+    col = chroma_graph.create_collection(c, "passages-ef", {"ef_search": 100})
+    col.add(ids=["1", "2"], embeddings=np.eye(2, 4, dtype=np.float32))
+    chroma_graph.set_ef_search([col], 250)
+    assert chroma_graph.get_collection(c, "passages-ef").configuration["hnsw"]["ef_search"] == 250
+
+
+def test_index_names_are_those_of_earlier_builds():
+    """An index's name is its identity: names computed before the index layer was redesigned
+    still find their indexes (old data folders keep loading)."""
+    fp = "0123456789abcdef0123"
+    assert store.index_name(fp, {"backend": "faiss"}) == "passages-0123456789abcdef-" + \
+        __import__("hashlib").sha1(__import__("json").dumps(
+            {"backend": "faiss", "ef_construction": 100, "max_neighbors": 16, "space": "cosine"},
+            sort_keys=True).encode()).hexdigest()[:6]
+    assert store.index_name(fp, {"backend": "chroma"}) == store.index_name(fp, {})
