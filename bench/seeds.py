@@ -1,7 +1,7 @@
 """Training seeds side by side: the default reproduction condition's commands from s04 on (s04 to
 s10, and s10 --beir) re-run with --seed N for each seed, on copies of one prepared data dir's s00-s03
 outputs (and its teacher cache), then the mean and the spread of each of its figures. A benchmark,
-not a test: about 5 minutes a seed on 2 cores.
+not a test: each seed costs what the default condition's s04-s10 cost (reproduction.json's seconds).
 
     python bench/reproduce.py --conditions default           # builds the reproduction's data dir
     python bench/seeds.py --from-dir DATA --seeds 1,2
