@@ -12,9 +12,9 @@ is run as a user runs it. Each outcome is classified:
 
 and "touched" lists files of the copy, other than the damaged one, that the run changed or deleted.
 
-    python bench/damage.py --data-dir /tmp/h2data --json /tmp/after.json          # this checkout
-    python bench/damage.py --data-dir /tmp/old --code /tmp/old-checkout --json /tmp/before.json
-    python bench/damage.py --table /tmp/before.json /tmp/after.json                 # the table
+    python bench/damage.py --data-dir DATA --json after.json                  # this checkout
+    python bench/damage.py --data-dir OLD_DATA --code OLD_CHECKOUT --json before.json
+    python bench/damage.py --table before.json after.json                     # the table
 """
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The GPU path and a quiet 2-core measurement, as run on the lent GPU machine (see README, "Speed").
+# The GPU path and a quiet 2-core measurement on a GPU machine (README, "The GPU path").
+# WORK: the scratch folder (default: gpucheck in $TMPDIR or the system's temporary folder).
 #   bash bench/gpu_check.sh part1   # CUDA: s00-s10 on a small synthetic set with --device auto;
 #                                   # then v1.1-scale data (N=100k) prepared, s02 on 2 cores, s04 on the GPU
 #   bash bench/gpu_check.sh part2   # s05 at 1M passages pinned to 2 cores (taskset), then s09 latency
 set -uo pipefail
-W=${WORK:-/tmp/gpucheck}; OUT=${OUT:-$W/out}; mkdir -p "$W" "$OUT"
+W=${WORK:-$(dirname "$(mktemp -u)")/gpucheck}; OUT=${OUT:-$W/out}; mkdir -p "$W" "$OUT"
 PY=${PYTHON:-python3}
 NS=${N_SMALL:-5000}; NB=${N_BIG:-100000}
 t() { local s=$(date +%s%N); "$@"; local rc=$?; echo "[$(( ($(date +%s%N) - s) / 1000000 )) ms, rc $rc] $*"; return $rc; }

@@ -2,12 +2,14 @@
 mode=...).search(q, 10) on the CPU (numpy query encoder, or torch with one thread for a GRU model),
 over test-split queries.
 
-    python bench/latency.py --data-dir /tmp/msmarco-bench/run_2000/data --queries 200 --modes dense,hybrid
+    python bench/latency.py --data-dir DATA --queries 200 --modes dense,hybrid
 
 Prints one JSON object: per mode, the Searcher's start-up seconds, the median / p95 / mean / max
 milliseconds of .search(q, 10) end to end, and (dense) a breakdown of the same queries into
-encode (tokenise + model) and the index search (Chroma + rescoring with the full vectors), and the
-index's recall@10 against exact search over all the full vectors. Called by run_bench.py.
+encode (tokenise + model) and the index search (the graph + rescoring with the full vectors), and
+the index's recall@10 against exact search over all the full vectors, as s09's own Searcher answers
+(bench/index_recall.py measures the graph alone, from its files, at other ef_search values).
+Called by run_bench.py.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ def summary(ms):
 
 
 def index_recall(s, texts, k: int) -> float:
-    """Top-k overlap of the index's answers (Chroma + rescoring) with exact search over every full
+    """Top-k overlap of the index's answers (graph + rescoring) with exact search over every full
     vector, the vectors the index itself stores (float16), in chunks so memory stays small."""
     import numpy as np
     q, _ = s.encode([s.check_query(t) for t in texts])
@@ -81,7 +83,7 @@ def main():
             s.search(t, args.k)
             ms.append((time.perf_counter() - t1) * 1000)
         r = {"searcher_init_s": start_s, "search": summary(ms), "encoder": s.encoder}
-        if mode == "dense":  # where the time goes: encode vs the index search (Chroma + rescoring)
+        if mode == "dense":  # where the time goes: encode vs the index search (graph + rescoring)
             enc, search = [], []
             for t in texts[WARMUP:]:
                 t1 = time.perf_counter()

@@ -7,11 +7,12 @@ CPU seconds, peak resident memory of the whole process tree, load average. s09 i
 (a) the interactive prompt's time to its "ready in" line and (b) per-query latency of
 common.search.Searcher.search(q, 10) in dense and hybrid mode (bench/latency.py).
 
-    python bench/run_bench.py --n 2000               # quick check, about a minute
-    python bench/run_bench.py --n 100000             # MS MARCO v1.1 scale (1M passages), 20-40 min
+    python bench/run_bench.py --n 2000               # quick check
+    python bench/run_bench.py --n 100000             # MS MARCO v1.1 scale (1M passages)
     python bench/run_bench.py --n 2000 --stages s05,s09 --keep   # re-measure some stages
 
-Everything is written under --work (default /tmp/msmarco-bench), never inside the repo:
+The stages and their order are common/stages.py's. Everything is written under --work (default:
+msmarco-bench in the system's temporary folder), never inside the repo:
     <work>/source_<N>/v1.1/*.parquet   the synthetic dataset (reused with --keep)
     <work>/run_<N>/data/               the pipeline's --data-dir (wiped when s00 runs)
     <work>/run_<N>/logs/<stage>.log    each stage's output
@@ -30,32 +31,44 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 import psutil
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _stage_registry():
+    """common/stages.py, loaded by path: importing the `common` package here would make the stages'
+    own imports below (make_dataset) come from this tree instead of the snapshot they run from."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("_bench_stages", REPO / "common" / "stages.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_stages = _stage_registry()
+
 # ------------------------------------------------------------------ defaults
 N_DEFAULT = 100_000          # queries; x10 passages = MS MARCO v1.1 scale
-WORK_DEFAULT = "/tmp/msmarco-bench"
+WORK_DEFAULT = Path(tempfile.gettempdir()) / "msmarco-bench"
 EPOCHS_S04 = 2
 EPOCHS_S07 = 1
 S09_QUERIES = 200            # per-query latency sample (test split)
 TOPIC_RANK0 = 2_000          # topic words = GloVe words ranked 2,000 .. 2,000 + N/2
 POLL_S = 0.1
-STAGES = ["s00", "s01", "s02", "s03", "s04", "s05", "s06", "s07", "s08", "s09", "s10"]
-SCRIPTS = {"s00": "s00_combine_data.py", "s01": "s01_create_triplets.py", "s02": "s02_tkn_ms_marco.py",
-           "s03": "s03_build_embedding_matrix.py", "s04": "s04_train_tower.py",
-           "s05": "s05_encode_docs_to_chromadb.py", "s06": "s06_mine_hard_negatives.py",
-           "s07": "s07_train_w_hard_negatives.py", "s08": "s08_reencode_all.py", "s09": "s09_query_retrieve.py",
-           "s10": "s10_evaluate.py"}
+STAGES = [s.key for s in _stages.STAGES]  # every stage in order, s09 (interactive) included
+SCRIPTS = {s.key: s.script for s in _stages.STAGES}
 DEVICE_STAGES = {"s04", "s05", "s06", "s07", "s08", "s10"}
 # Targets (issue "Speed at full MS MARCO scale on one machine")
 TARGETS = {"s05_passages_per_s": 3_000, "s02_passages_per_s": 20_000, "s04_pairs_per_s": 5_000,
            "s09_median_ms": 5.0, "s09_ready_s": 3.0, "peak_rss_gb": 6.0}
 
-REPO = Path(__file__).resolve().parents[1]
 GB = 1024 ** 3
 
 
@@ -118,9 +131,9 @@ CODE = REPO  # where the stages run from: a snapshot of HEAD (default) or the li
 
 
 def snapshot(work: Path) -> Path:
-    """The committed HEAD, exported to <work>/code_<sha>: other people's uncommitted edits in the
-    working tree cannot change the code half-way through a run (a checkpoint written by one
-    version of common/model.py and read by another)."""
+    """The committed HEAD, exported to <work>/code_<sha>, so that uncommitted edits in a shared
+    working tree cannot change the code half-way through a run (a checkpoint written by one version
+    of common/ and read by another)."""
     sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"], capture_output=True,
                          text=True, check=True).stdout.strip()
     dst = work / f"code_{sha}"
@@ -398,7 +411,8 @@ def targets(res: dict) -> list[dict]:
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=N_DEFAULT, help="queries (x10 passages); 100,000 = v1.1 scale")
-    p.add_argument("--work", type=Path, default=Path(WORK_DEFAULT), help="where the dataset, data dir and report go")
+    p.add_argument("--work", type=Path, default=WORK_DEFAULT,
+                   help="where the dataset, data dir and report go (default %(default)s)")
     p.add_argument("--stages", default=",".join(STAGES),
                    help="comma list, e.g. s05,s09; earlier stages' outputs must already be in the data dir")
     p.add_argument("--keep", action="store_true", help="reuse an existing synthetic dataset of this N")

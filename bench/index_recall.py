@@ -1,0 +1,236 @@
+"""How much of the exact top 10 the passage index finds, and how fast: recall@10 of the active (or a
+named) faiss index against exact search over its own full vectors, at each ef_search, with the
+per-query search time (graph + rescoring, one thread per graph as s09 searches).
+
+    python bench/index_recall.py --data-dir data                          # active index, 300 queries
+    python bench/index_recall.py --data-dir data --ef-search 100,300,800 --queries test
+    python bench/index_recall.py --data-dir data --rebuilds 2             # how much a rebuild changes
+    python bench/index_recall.py --data-dir data/external/beir-trec-dl-2019-XXXX --index NAME
+
+It reads the pipeline's index files directly (numpy and faiss), so it does not depend on how the
+library wraps them:
+    data/active_index.json            the active index's name and settings (--index NAME: its
+                                      data/indexes/NAME.json instead)
+    data/indexes/NAME.vectors.npy     float16 full vectors, one row per passages_tok row
+    data/indexes/NAME.faiss           the HNSW graph over the index vectors, labels = rows
+    data/indexes/NAME.<i>of<n>.faiss  shard i of n: rows [i * total // n, (i + 1) * total // n)
+
+Queries (--queries): `passages` (default) takes N passages' own vectors, each query's own row left
+out of both answers, so it needs nothing but the index; `test` encodes the test split's questions
+with the index's numpy query encoder (the only use of common/: its vocabulary and query encoder);
+or a .npy file of query vectors (float32, one row per query, the index's full dimension).
+
+--rebuilds N builds the graph N more times from the same vectors with the index's recorded HNSW
+settings (with --build-threads OpenMP threads, as s05 builds it) and reports, per ef_search, the
+share of queries whose final top 10 differs from the stored graph's: the run-to-run noise that
+bench/reproduction.json's HNSW tolerances allow for.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+K = 10
+
+
+def index_state(data_dir: Path, name: str | None) -> dict:
+    p = data_dir / "active_index.json" if name is None else data_dir / "indexes" / f"{name}.json"
+    if not p.exists():
+        sys.exit(f"{p} not found: " + ("run s05_encode_docs_to_chromadb.py first" if name is None
+                                       else "no index of that name (see data/indexes/)"))
+    st = json.loads(p.read_text())
+    if st.get("backend", "faiss") != "faiss":
+        sys.exit(f"index {st.get('name')} is a {st.get('backend')} index: this tool reads faiss graphs only")
+    return st
+
+
+def graph_files(data_dir: Path, name: str, shards: int) -> list[Path]:
+    base = data_dir / "indexes"
+    return [base / f"{name}.faiss"] if shards == 1 else [base / f"{name}.{i}of{shards}.faiss" for i in range(shards)]
+
+
+def bounds(total: int, shards: int) -> list[tuple[int, int]]:
+    return [(i * total // shards, (i + 1) * total // shards) for i in range(shards)]
+
+
+def to_index_vectors(x: np.ndarray, st: dict) -> np.ndarray:
+    """The vectors the graph holds: the full ones when the index holds them whole (the default
+    model), else the library's own projection (a lexical code: common.dense_index)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if int(st.get("index_dim", st["dim"])) == int(st["dim"]):
+        return x
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from common.dense_index import index_vectors
+    return np.ascontiguousarray(index_vectors(x, st["out_dim"], st["lex_dim"], st["index_dim"]), dtype=np.float32)
+
+
+def exact_top(q: np.ndarray, vecs: np.ndarray, k: int, skip: np.ndarray | None, chunk: int = 100_000) -> np.ndarray:
+    """Rows of the exact top k of each query over the float16 full vectors, in chunks."""
+    best_s = np.full((len(q), k), -np.inf, np.float32)
+    best_r = np.zeros((len(q), k), np.int64)
+    for lo in range(0, vecs.shape[0], chunk):
+        sc = q @ np.asarray(vecs[lo:lo + chunk], np.float32).T
+        if skip is not None:
+            m = (skip >= lo) & (skip < lo + sc.shape[1])
+            sc[np.nonzero(m)[0], skip[m] - lo] = -np.inf
+        cat_s = np.concatenate([best_s, sc], 1)
+        cat_r = np.concatenate([best_r, np.broadcast_to(np.arange(lo, lo + sc.shape[1]), sc.shape)], 1)
+        top = np.argpartition(-cat_s, k - 1, axis=1)[:, :k]
+        best_s, best_r = np.take_along_axis(cat_s, top, 1), np.take_along_axis(cat_r, top, 1)
+    order = np.argsort(-best_s, axis=1, kind="stable")
+    return np.take_along_axis(best_r, order, 1)
+
+
+def search(graphs, bnds, pool, qi: np.ndarray, qf: np.ndarray, vecs, depth: int, skip: int | None):
+    """One query: each graph's top `depth` (in parallel threads), rows, rescored by the full vectors.
+    Returns (graph-only top k rows, final top k rows)."""
+    def one(i):
+        sims, labels = graphs[i].search(qi[None, :], int(min(depth + 1, bnds[i][1] - bnds[i][0])))
+        return sims[0], np.where(labels[0] >= 0, labels[0] + bnds[i][0], -1)
+    parts = list(pool.map(one, range(len(graphs)))) if pool else [one(0)]
+    sims = np.concatenate([p[0] for p in parts])
+    rows = np.concatenate([p[1] for p in parts])
+    keep = (rows >= 0) & (rows != (-2 if skip is None else skip))
+    sims, rows = sims[keep], rows[keep]
+    by_graph = rows[np.argsort(-sims, kind="stable")][:depth]
+    cand = np.sort(by_graph)
+    full = np.asarray(vecs[cand], np.float32) @ qf
+    return by_graph[:K], cand[np.argsort(-full, kind="stable")[:K]]
+
+
+def overlap(a, b) -> float:
+    return float(np.mean([len(set(x.tolist()) & set(y.tolist())) / K for x, y in zip(a, b)]))
+
+
+def build_like(faiss, st: dict, vecs, bnds, threads: int):
+    """A fresh graph per shard from the same vectors, with the index's recorded HNSW settings."""
+    h = st.get("hnsw", {})
+    faiss.omp_set_num_threads(threads)
+    out = []
+    for lo, hi in bnds:
+        g = faiss.IndexHNSWFlat(int(st.get("index_dim", st["dim"])), int(h.get("max_neighbors", 16)),
+                                faiss.METRIC_INNER_PRODUCT)
+        g.hnsw.efConstruction = int(h.get("ef_construction", 100))
+        for s in range(lo, hi, 50_000):
+            g.add(to_index_vectors(vecs[s:min(s + 50_000, hi)], st))
+        out.append(g)
+    faiss.omp_set_num_threads(1)
+    return out
+
+
+def queries(args, st: dict, vecs) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """(query vectors, the row to leave out of each answer or None, what they are)."""
+    if args.queries == "passages":
+        rng = np.random.default_rng(args.seed)
+        rows = np.sort(rng.choice(vecs.shape[0], size=min(args.n, vecs.shape[0]), replace=False))
+        q = np.asarray(vecs[rows], np.float32)
+        return q / np.linalg.norm(q, axis=1, keepdims=True).clip(1e-12), rows, "passage vectors (own row left out)"
+    if args.queries == "test":
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        import pyarrow.parquet as pq
+        from common.corpus import load_vocab
+        from common.query_encoder import NumpyQueryEncoder
+        t = pq.read_table(args.data_dir / "queries.parquet", columns=["split", "query"]).to_pydict()
+        texts = [x for s, x in zip(t["split"], t["query"]) if s == "test"][:args.n]
+        vocab = load_vocab(args.data_dir)[0]
+        q, _ = NumpyQueryEncoder(args.data_dir, st["name"], vocab).encode(texts)
+        return q.astype(np.float32), None, f"test-split questions ({st['name']}'s query encoder)"
+    q = np.load(args.queries).astype(np.float32)[:args.n]
+    if q.shape[1] != vecs.shape[1]:
+        sys.exit(f"{args.queries}: {q.shape[1]}-d query vectors, the index holds {vecs.shape[1]}-d ones")
+    return q, None, f"query vectors from {args.queries}"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", type=Path, required=True)
+    p.add_argument("--index", default=None, help="an index name under data/indexes/ (default: the active one)")
+    p.add_argument("--ef-search", default=None, help="comma list (default: the index's own, and 100,200,400,800)")
+    p.add_argument("--queries", default="passages", help="passages, test, or a .npy file (see above)")
+    p.add_argument("-n", type=int, default=300, help="number of queries (default %(default)s)")
+    p.add_argument("--depth", type=int, default=None, help="graph candidates rescored (default: the index's)")
+    p.add_argument("--rebuilds", type=int, default=0, help="build the graph this many more times and compare")
+    p.add_argument("--build-threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--seed", type=int, default=0, help="which passages --queries passages takes")
+    p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = p.parse_args()
+
+    import faiss
+    st = index_state(args.data_dir, args.index)
+    name, shards, total = st["name"], int(st.get("shards", 1)), int(st["total"])
+    vecs = np.load(args.data_dir / "indexes" / f"{name}.vectors.npy", mmap_mode="r")
+    files = graph_files(args.data_dir, name, shards)
+    missing = [str(f) for f in files if not f.exists()]
+    if missing or not st.get("complete", True):
+        sys.exit(f"index {name} is not complete ({', '.join(missing) or 'active_index.json says so'}): "
+                 "re-run s05_encode_docs_to_chromadb.py or s08_reencode_all.py")
+    faiss.omp_set_num_threads(1)
+    graphs = [faiss.read_index(str(f)) for f in files]
+    bnds = bounds(total, shards)
+    if [g.ntotal for g in graphs] != [hi - lo for lo, hi in bnds]:
+        sys.exit(f"index {name}: graphs hold {[g.ntotal for g in graphs]} passages, expected {[hi - lo for lo, hi in bnds]}")
+    own_ef = int(st.get("hnsw", {}).get("ef_search", 0)) or None
+    efs = ([int(x) for x in args.ef_search.split(",")] if args.ef_search
+           else sorted({100, 200, 400, 800} | ({own_ef} if own_ef else set())))
+    depth = args.depth or int(st.get("depth", 100))
+
+    q, skip, what = queries(args, st, vecs)
+    qi = to_index_vectors(q, st)
+    t0 = time.perf_counter()
+    exact = exact_top(q, vecs, K, skip)
+    exact_s = time.perf_counter() - t0
+    pool = ThreadPoolExecutor(len(graphs)) if len(graphs) > 1 else None
+    rebuilt = []
+    for n in range(args.rebuilds):
+        t0 = time.perf_counter()
+        rebuilt.append(build_like(faiss, st, vecs, bnds, args.build_threads))
+        print(f"rebuild {n + 1}: {time.perf_counter() - t0:.1f} s with {args.build_threads} threads", flush=True)
+
+    out = {"index": name, "data_dir": str(args.data_dir), "passages": total, "shards": shards, "depth": depth,
+           "queries": len(q), "query_source": what, "index_ef_search": own_ef,
+           "exact_search_ms_per_query": 1000 * exact_s / max(1, len(q)), "runs": []}
+    print(f"index {name}: {total:,} passages in {shards} graph(s), {st.get('index_dim', st['dim'])}-d graph, "
+          f"top {depth} rescored by the {vecs.shape[1]}-d full vectors; {len(q)} queries: {what}")
+    hdr = "| ef_search | recall@10, graph alone | recall@10 after rescoring | search median ms | p95 ms |"
+    if rebuilt:
+        hdr += " top 10 changed by a rebuild (share of queries) |"
+    print("\n" + hdr + "\n|" + "---:|" * hdr.count(" |"))
+    for ef in efs:
+        for g in graphs + [g for gs in rebuilt for g in gs]:
+            g.hnsw.efSearch = ef
+        alone, final, ms = [], [], []
+        for i in range(len(q)):
+            t1 = time.perf_counter()
+            a, f = search(graphs, bnds, pool, qi[i], q[i], vecs, depth, None if skip is None else int(skip[i]))
+            ms.append((time.perf_counter() - t1) * 1000)
+            alone.append(a)
+            final.append(f)
+        row = {"ef_search": ef, "recall_graph": overlap(alone, exact), "recall": overlap(final, exact),
+               "median_ms": float(np.median(ms)), "p95_ms": float(np.percentile(ms, 95))}
+        if rebuilt:
+            changed = []
+            for gs in rebuilt:
+                other = [search(gs, bnds, pool, qi[i], q[i], vecs, depth, None if skip is None else int(skip[i]))[1]
+                         for i in range(len(q))]
+                changed.append(float(np.mean([not np.array_equal(a, b) for a, b in zip(final, other)])))
+            row["rebuild_changed"] = changed
+        out["runs"].append(row)
+        mark = " (the index's)" if ef == own_ef else ""
+        line = (f"| {ef}{mark} | {row['recall_graph']:.4f} | {row['recall']:.4f} | {row['median_ms']:.2f} | "
+                f"{row['p95_ms']:.2f} |")
+        if rebuilt:
+            line += " " + " / ".join(f"{c:.4f}" for c in row["rebuild_changed"]) + " |"
+        print(line, flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
