@@ -1,5 +1,5 @@
 """How short can the index vectors be, for a model with a lexical code (s04 --lex-dim)? Exact search
-with the short vectors (the semantic dims + the first L lexical dims, common/dense_index.index_vectors),
+with the short vectors (the semantic dims + the first L lexical dims, common/index/vectors.index_vectors),
 then the full vectors rescoring the top R, against exact search with the full vectors: MRR@10 and
 overlap of the top 10. A model without a lexical code is indexed whole: nothing to measure.
 
@@ -30,7 +30,7 @@ def main():
     import torch
     torch.set_num_threads(2)
     from common.corpus import load_corpus
-    from common.dense_index import index_vectors
+    from common.index.vectors import index_vectors
     from common.encode import encode_rows, load_model
     from common.metrics import mrr_at_k
 

@@ -62,12 +62,12 @@ def bounds(total: int, shards: int) -> list[tuple[int, int]]:
 
 def to_index_vectors(x: np.ndarray, st: dict) -> np.ndarray:
     """The vectors the graph holds: the full ones when the index holds them whole (the default
-    model), else the library's own projection (a lexical code: common.dense_index)."""
+    model), else the library's own projection (a lexical code: common.index.vectors)."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     if int(st.get("index_dim", st["dim"])) == int(st["dim"]):
         return x
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from common.dense_index import index_vectors
+    from common.index.vectors import index_vectors
     return np.ascontiguousarray(index_vectors(x, st["out_dim"], st["lex_dim"], st["index_dim"]), dtype=np.float32)
 
 

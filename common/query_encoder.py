@@ -5,7 +5,7 @@ to the final normalisation: with w_i the query's normalised pooling weights,
     vector = unit( head(sum_i w_i glove_i) ; lex_scale * sum_i w_i code_i )
            = unit( sum_i w_i T_i + [head.bias ; 0] ),    T_i = [head.W glove_i ; lex_scale * code_i]
 so one row per word (T, vocab x dim, float32, memory-mapped) and the pooling weights are all it
-needs. s05/s08 export it beside the index; tests/test_dense_index.py checks it against the torch
+needs. s05/s08 export it beside the index; tests/test_index.py checks it against the torch
 tower. The GRU encoder is not linear: s09 uses torch for it.
 """
 from __future__ import annotations

@@ -127,6 +127,15 @@ def test_chroma_shards_answer_like_the_faiss_index(pipeline):
     overlap = sum(len(set(a) & set(b)) for a, b in zip(ref, got)) / (5 * len(q))
     assert overlap >= 0.9, overlap
     assert all(h.text for h in s.search(q[0]["query"], 3))
+    s.close()
+    # a data folder from before the index layer named no backend for Chroma indexes: still loads
+    for f in (data / "active_index.json", data / "indexes" / f"{active['name']}.json"):
+        st = json.loads(f.read_text())
+        st.pop("backend")
+        f.write_text(json.dumps(st))
+    old = Searcher(data, mode="dense")
+    assert [[h.passage_id for h in old.search(r["query"], 5)] for r in q] == got
+    old.close()
 
 
 def test_hybrid_ranks_the_union_of_dense_and_bm25_by_fused_scores(pipeline):
