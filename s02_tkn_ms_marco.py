@@ -13,7 +13,8 @@ no text is dropped. Writes
 """
 from common import cli, glove
 from common.artifacts import atomic_path, require, run_main, write_manifest
-from common.vocab import CorpusTokenizer, iter_parquet_column, write_token_table
+from common.vocab import (MAX_PASSAGE_TOKENS, MAX_QUERY_TOKENS, CorpusTokenizer, iter_parquet_column,
+                          write_token_table)
 
 
 def main():
@@ -21,8 +22,10 @@ def main():
     p.add_argument("--glove", default=glove.DEFAULT, help="GloVe source whose words define the vocabulary")
     p.add_argument("--vocab", default="glove", choices=["glove", "corpus"],
                    help="glove: every GloVe word; corpus: only the GloVe words the corpus uses")
-    p.add_argument("--max-passage-tokens", type=cli.positive_int, default=256, help="longer passages are cut here")
-    p.add_argument("--max-query-tokens", type=cli.positive_int, default=64)
+    p.add_argument("--max-passage-tokens", type=cli.positive_int, default=MAX_PASSAGE_TOKENS,
+                   help="longer passages are cut here (recorded: the model reads this many)")
+    p.add_argument("--max-query-tokens", type=cli.positive_int, default=MAX_QUERY_TOKENS,
+                   help="longer questions are cut here (recorded: the model reads this many)")
     p.add_argument("--workers", type=cli.positive_int, default=2, help="tokeniser processes")
     p.add_argument("--batch-rows", type=cli.positive_int, default=20_000)
     args = p.parse_args()
@@ -59,7 +62,8 @@ def main():
     stats = {"vocab_size": len(vocab), "passage_tokens": tok.total_tokens, "glove_coverage": coverage}
     vm = write_manifest(d / "vocab.pkl", "s02_tkn_ms_marco.py", {"glove": vocab.glove_source, "vocab": args.vocab},
                         inputs={"passages": pm, "queries": qm}, stats=stats, fingerprint=vocab.fingerprint)
-    settings = {k: v for k, v in vars(args).items() if k.startswith("max")}
+    # the limits, read by s04 (common/corpus.py) into the model's config
+    settings = {"max_query_tokens": args.max_query_tokens, "max_passage_tokens": args.max_passage_tokens}
     write_manifest(d / "passages_tok.parquet", "s02_tkn_ms_marco.py", settings, inputs={"vocab": vm, "passages": pm})
     write_manifest(d / "queries_tok.parquet", "s02_tkn_ms_marco.py", settings, inputs={"vocab": vm, "queries": qm})
     n_tok = tok.total_tokens

@@ -45,16 +45,9 @@ def main():
                          f"run s05_encode_docs_to_chromadb.py --checkpoint {args.checkpoint} first")
 
     # training queries with a positive, with their candidate lists
-    qids, pos, cand = [], [], []
-    for s, q, pids, sel in zip(corpus.queries["split"], corpus.queries["query_id"],
-                               corpus.queries["passage_ids"], corpus.queries["is_selected"]):
-        r = {x for x, y in zip(pids, sel) if y == 1}
-        if s == "train" and r:
-            qids.append(q)
-            pos.append(r)
-            cand.append(set(pids))
-    qids = np.asarray(qids, dtype=np.int64)
-    qv = encode_rows(model, corpus.qtok, corpus.qidx.rows(qids), "query", device, max_len=64)
+    train = corpus.labelled("train")
+    qids, pos, cand = train.qids, train.relevant, [set(c) for c in train.candidates]
+    qv = encode_rows(model, corpus.qtok, corpus.qidx.rows(qids), "query", device)
     # score of each query's (first) positive, for the false-negative guard
     first_pos = corpus.pidx.rows(np.array([min(x) for x in pos], dtype=np.int64))
     pv = encode_rows(model, corpus.ptok, first_pos, "passage", device)

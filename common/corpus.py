@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import StageError, check_lineage, read_parquet_artifact, require
-from .vocab import TokenTable, Vocab
+from .artifacts import LineageMismatch, check_lineage, read_parquet_artifact, require
+from .stages import script
+from .triplets import positives
+from .vocab import TokenTable, Vocab, token_limits
 
 
 def find_sorted(sorted_keys, keys) -> tuple[np.ndarray, np.ndarray]:
@@ -31,8 +33,42 @@ class IdIndex:
     def rows(self, ids) -> np.ndarray:
         pos, found = find_sorted(self.sorted, ids)
         if not found.all():
-            raise StageError("ids missing from the tokenised tables: re-run s02_tkn_ms_marco.py")
+            raise LineageMismatch("the query or passage table", "tokenised tables", None, None, script("s02"),
+                                  f"ids missing from the tokenised tables: re-run {script('s02')}")
         return self.order[pos]
+
+
+@dataclass
+class LabelledQuestions:
+    """The questions of a split that have a selected passage, in the query table's order."""
+    qids: np.ndarray             # int64
+    relevant: list               # per question: the set of its selected passage ids
+    candidates: list             # per question: its candidate passage ids (list, in order)
+    texts: list | None = None    # per question: its text (when the table read had the query column)
+
+    def __len__(self):
+        return len(self.qids)
+
+
+def labelled_questions(queries: dict, split: str, min_candidates: int = 1) -> LabelledQuestions:
+    """The questions of `split` with at least one selected passage (and at least `min_candidates`
+    candidates: 2 for the "rerank its own candidates" setting). `queries`: columns of queries.parquet
+    as Python lists (split, query_id, passage_ids, is_selected, and query for the texts)."""
+    qids, rel, cands, texts = [], [], [], []
+    has_text = "query" in queries
+    for n, (s, q, pids, sel) in enumerate(zip(queries["split"], queries["query_id"],
+                                              queries["passage_ids"], queries["is_selected"])):
+        if s != split:
+            continue
+        r = set(positives(pids, sel))
+        if not r or len(pids) < min_candidates:
+            continue
+        qids.append(q)
+        rel.append(r)
+        cands.append(list(pids))
+        if has_text:
+            texts.append(queries["query"][n])
+    return LabelledQuestions(np.asarray(qids, dtype=np.int64), rel, cands, texts if has_text else None)
 
 
 @dataclass
@@ -45,18 +81,15 @@ class Corpus:
     queries: dict          # split, query_id, passage_ids, is_selected (python lists)
     pidx: IdIndex
     qidx: IdIndex
+    token_limits: dict     # max_query_tokens, max_passage_tokens: where s02 cut the tables
+
+    def labelled(self, split: str) -> LabelledQuestions:
+        return labelled_questions(self.queries, split)
 
     def split_queries(self, split: str):
-        """(query rows in qtok, relevant passage-id sets) for queries of `split` with a positive."""
-        qids, rel = [], []
-        for s, q, pids, sel in zip(self.queries["split"], self.queries["query_id"],
-                                   self.queries["passage_ids"], self.queries["is_selected"]):
-            if s == split:
-                r = {p for p, x in zip(pids, sel) if x == 1}
-                if r:
-                    qids.append(q)
-                    rel.append(r)
-        return np.asarray(qids, dtype=np.int64), rel
+        """(query ids, relevant passage-id sets) for queries of `split` with a positive."""
+        q = self.labelled(split)
+        return q.qids, q.relevant
 
 
 def load_vocab(data_dir: Path):
@@ -67,14 +100,18 @@ def load_vocab(data_dir: Path):
 def load_corpus(data_dir: Path, need_queries: bool = True) -> Corpus:
     d = Path(data_dir)
     vocab, vm = load_vocab(d)
+    tok = {}
     for name in ("passages_tok.parquet", "queries_tok.parquet"):
-        check_lineage(require(d / name), "vocab", vm, "s02_tkn_ms_marco.py")
+        tok[name] = require(d / name)
+        check_lineage(tok[name], "vocab", vm, script("s02"))
     qm = require(d / "queries.parquet")
-    check_lineage(vm, "queries", qm, "s02_tkn_ms_marco.py")
+    check_lineage(vm, "queries", qm, script("s02"))
+    limits = {"max_passage_tokens": token_limits(tok["passages_tok.parquet"]["settings"])["max_passage_tokens"],
+              "max_query_tokens": token_limits(tok["queries_tok.parquet"]["settings"])["max_query_tokens"]}
     ptok = TokenTable.read(d / "passages_tok.parquet", "passage_id")
     qtok = TokenTable.read(d / "queries_tok.parquet", "query_id")
     queries = {}
     if need_queries:
         queries = read_parquet_artifact(d / "queries.parquet",
                                         columns=["split", "query_id", "passage_ids", "is_selected"]).to_pydict()
-    return Corpus(d, vocab, vm, ptok, qtok, queries, IdIndex(ptok.ids), IdIndex(qtok.ids))
+    return Corpus(d, vocab, vm, ptok, qtok, queries, IdIndex(ptok.ids), IdIndex(qtok.ids), limits)

@@ -23,6 +23,20 @@ from .text import tokenize
 
 PAD, UNK = 0, 1
 
+# Where s02 cuts a question and a passage (its --max-query-tokens, --max-passage-tokens). s02 records
+# the limits in its tables' manifests, s04 copies them into the model's config, and every encoder
+# reads them from there; these values are also what a checkpoint that predates them is read with.
+MAX_QUERY_TOKENS = 64
+MAX_PASSAGE_TOKENS = 256
+
+
+def token_limits(settings: dict | None = None) -> dict:
+    """{"max_query_tokens", "max_passage_tokens"} from a token table manifest's settings (the
+    defaults for a folder tokenised before s02 recorded them)."""
+    s = settings or {}
+    return {"max_query_tokens": int(s.get("max_query_tokens", MAX_QUERY_TOKENS)),
+            "max_passage_tokens": int(s.get("max_passage_tokens", MAX_PASSAGE_TOKENS))}
+
 
 @dataclass
 class Vocab:
@@ -59,13 +73,14 @@ class Vocab:
         """Through a restricted unpickler (plain containers and numpy arrays only: a planted pickle
         cannot run code); a damaged file is one line naming it and s02."""
         from .artifacts import damaged, load_pickle_artifact
-        d = load_pickle_artifact(path, "s02_tkn_ms_marco.py")
+        from .stages import script
+        d = load_pickle_artifact(path, script("s02"))
         if not isinstance(d, dict) or not isinstance(d.get("words"), list):
-            raise damaged(path, "not a vocabulary (no word list)", "s02_tkn_ms_marco.py")
+            raise damaged(path, "not a vocabulary (no word list)", script("s02"))
         try:
             return cls(**d)
         except TypeError as e:
-            raise damaged(path, f"not a vocabulary ({e})", "s02_tkn_ms_marco.py")
+            raise damaged(path, f"not a vocabulary ({e})", script("s02"))
 
     def idf(self) -> np.ndarray:
         """BM25's IDF, log(1 + (N - df + 0.5) / (df + 0.5)): the pooling weights start from it."""
