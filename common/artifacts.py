@@ -36,11 +36,12 @@ class StageError(RuntimeError):
 
 
 class MissingInput(StageError):
-    """An input file that is not there: "<path> not found: run <producer> first"."""
+    """An input file that is not there: "<path> not found: run <producer> first" (`message` for the
+    few that say it otherwise)."""
 
-    def __init__(self, path, producer: str | None = None, detail: str | None = None):
+    def __init__(self, path, producer: str | None = None, detail: str | None = None, message: str | None = None):
         self.path, self.producer = Path(path), producer or producer_of(path)
-        super().__init__(f"{path} not found: run {self.producer} first" + (f" ({detail})" if detail else ""))
+        super().__init__(message or f"{path} not found: run {self.producer} first" + (f" ({detail})" if detail else ""))
 
 
 class DamagedInput(StageError):
@@ -159,11 +160,18 @@ def manifest_path(path) -> Path:
     return path.with_name(path.name + ".manifest.json")
 
 
+# Marks a data folder that s10 prepared from another dataset (data/external/<name>/): every file in
+# it is s10's, whatever its name, and what it was prepared from is recorded in it.
+PREPARED = "prepared.json"
+
+
 def producer_of(path) -> str:
     """The script that writes `path` (for "run/re-run X" messages)."""
     path = Path(path)
     name = path.name[:-len(".manifest.json")] if path.name.endswith(".manifest.json") else path.name
     from .stages import producer
+    if any((p / PREPARED).exists() for p in (path.parent, path.parent.parent)):
+        return producer("external")
     found = producer(name) or producer(path.parent.name)  # a file inside data/bm25/ or data/indexes/
     if found:
         return found
@@ -397,6 +405,23 @@ def load_pickle_artifact(path, producer: str | None = None):
         what = "cut short (the pickle ends part-way)" if "truncated" in str(e).lower() or "ran out" in str(e).lower() \
             else f"not a readable pickle ({type(e).__name__})"
         raise damaged(path, what, producer)
+
+
+def prepared_for(folder, want: dict, defaults: dict | None = None) -> bool:
+    """Whether `folder` was prepared from what `want` names: its PREPARED record holds the same
+    values (`defaults` for a key an older record lacks). Missing or damaged: prepare it again."""
+    try:
+        have = read_json_artifact(Path(folder) / PREPARED, missing_ok=True)
+    except StageError:
+        return False
+    if have is None:
+        return False
+    return all(have.get(k, (defaults or {}).get(k)) == v for k, v in want.items())
+
+
+def mark_prepared(folder, record: dict):
+    """Record what `folder` was prepared from (written last: a folder without it is prepared again)."""
+    write_json(Path(folder) / PREPARED, record)
 
 
 def write_manifest(path, script: str, settings: dict | None = None, inputs: dict | None = None,

@@ -25,7 +25,8 @@ def find_sorted(sorted_keys, keys) -> tuple[np.ndarray, np.ndarray]:
 class IdIndex:
     """Vectorised id -> row lookup (ids are int64 hashes)."""
 
-    def __init__(self, ids: np.ndarray):
+    def __init__(self, ids: np.ndarray, producer: str | None = None):
+        self.producer = producer or script("s02")  # the script that wrote the token table
         self.ids = np.asarray(ids, dtype=np.int64)
         self.order = np.argsort(self.ids, kind="stable")
         self.sorted = self.ids[self.order]
@@ -33,8 +34,8 @@ class IdIndex:
     def rows(self, ids) -> np.ndarray:
         pos, found = find_sorted(self.sorted, ids)
         if not found.all():
-            raise LineageMismatch("the query or passage table", "tokenised tables", None, None, script("s02"),
-                                  f"ids missing from the tokenised tables: re-run {script('s02')}")
+            raise LineageMismatch("the query or passage table", "tokenised tables", None, None, self.producer,
+                                  f"ids missing from the tokenised tables: re-run {self.producer}")
         return self.order[pos]
 
 
@@ -92,9 +93,14 @@ class Corpus:
         return q.qids, q.relevant
 
 
+def _maker(manifest: dict) -> str:
+    """The script a manifest says wrote its file (s02, or s10 in a folder it prepared)."""
+    return manifest.get("script") or script("s02")
+
+
 def load_vocab(data_dir: Path):
     vm = require(data_dir / "vocab.pkl")
-    return Vocab.load(data_dir / "vocab.pkl"), vm
+    return Vocab.load(data_dir / "vocab.pkl", _maker(vm)), vm
 
 
 def load_corpus(data_dir: Path, need_queries: bool = True) -> Corpus:
@@ -103,15 +109,16 @@ def load_corpus(data_dir: Path, need_queries: bool = True) -> Corpus:
     tok = {}
     for name in ("passages_tok.parquet", "queries_tok.parquet"):
         tok[name] = require(d / name)
-        check_lineage(tok[name], "vocab", vm, script("s02"))
+        check_lineage(tok[name], "vocab", vm, _maker(tok[name]))
     qm = require(d / "queries.parquet")
-    check_lineage(vm, "queries", qm, script("s02"))
-    limits = {"max_passage_tokens": token_limits(tok["passages_tok.parquet"]["settings"])["max_passage_tokens"],
-              "max_query_tokens": token_limits(tok["queries_tok.parquet"]["settings"])["max_query_tokens"]}
-    ptok = TokenTable.read(d / "passages_tok.parquet", "passage_id")
-    qtok = TokenTable.read(d / "queries_tok.parquet", "query_id")
+    check_lineage(vm, "queries", qm, _maker(vm))
+    pm_tok, qm_tok = tok["passages_tok.parquet"], tok["queries_tok.parquet"]
+    limits = token_limits(pm_tok["settings"], qm_tok["settings"])
+    ptok = TokenTable.read(d / "passages_tok.parquet", "passage_id", _maker(pm_tok))
+    qtok = TokenTable.read(d / "queries_tok.parquet", "query_id", _maker(qm_tok))
     queries = {}
     if need_queries:
         queries = read_parquet_artifact(d / "queries.parquet",
                                         columns=["split", "query_id", "passage_ids", "is_selected"]).to_pydict()
-    return Corpus(d, vocab, vm, ptok, qtok, queries, IdIndex(ptok.ids), IdIndex(qtok.ids), limits)
+    return Corpus(d, vocab, vm, ptok, qtok, queries, IdIndex(ptok.ids, _maker(pm_tok)),
+                  IdIndex(qtok.ids, _maker(qm_tok)), limits)
