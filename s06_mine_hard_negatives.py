@@ -11,10 +11,11 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from common import cli, vector_store
-from common.artifacts import StageError, atomic_path, run_main, write_manifest
+from common.artifacts import MissingInput, StageError, atomic_path, run_main, write_manifest
 from common.corpus import load_corpus
 from common.encode import encode_rows, load_model
 from common.mining import mine
+from common.stages import script
 
 
 def main():
@@ -41,8 +42,9 @@ def main():
     c = vector_store.client_from_args(args)
     col = vector_store.find_built(d, ckpt["fingerprint"], c)
     if col is None:
-        raise StageError(f"no complete index for {args.checkpoint}: "
-                         f"run s05_encode_docs_to_chromadb.py --checkpoint {args.checkpoint} first")
+        raise MissingInput(d / "indexes", script("s05"),
+                           message=f"no complete index for {args.checkpoint}: "
+                                   f"run {script('s05')} --checkpoint {args.checkpoint} first")
 
     # training queries with a positive, with their candidate lists
     train = corpus.labelled("train")

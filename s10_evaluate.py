@@ -286,7 +286,8 @@ def main():
     # ---- hybrid weight and the best mode, on validation (never on the split being reported)
     hybrid_path = eval_dir / "reports" / "hybrid.json"
     vq, vt, vr, _ = ev.split("validation")
-    w_dense, w_sem, val_modes = 0.0, 0.35, {}
+    from common.search import DEFAULT_WEIGHTS
+    (w_dense, w_sem), val_modes = DEFAULT_WEIGHTS, {}
     if len(vq):
         d_i, d_s, _ = ev.dense(ckpt_name, vq)
         b_i, b_s = ev.bm25_run(vt)
