@@ -169,13 +169,12 @@ def producer_of(path) -> str:
     """The script that writes `path` (for "run/re-run X" messages)."""
     path = Path(path)
     name = path.name[:-len(".manifest.json")] if path.name.endswith(".manifest.json") else path.name
-    from .stages import producer
+    from .stages import producer, script
     if any((p / PREPARED).exists() for p in (path.parent, path.parent.parent)):
         return producer("external")
     found = producer(name) or producer(path.parent.name)  # a file inside data/bm25/ or data/indexes/
     if found:
         return found
-    from .stages import script
     return script("s04") if name.endswith(".pt") else "the stage that makes it"
 
 

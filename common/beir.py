@@ -55,7 +55,7 @@ def int_ids(strings: list[str], what: str) -> np.ndarray:
         u, inv, cnt = np.unique(ids, return_inverse=True, return_counts=True)
         clash = [s for s, i in zip(strings, inv) if cnt[i] > 1][:2]
         raise BadSource(f"two {what} ids hash to the same 63-bit id ({clash[0]!r} and {clash[1]!r}): "
-                         f"rename one of them")
+                        f"rename one of them")
     return ids
 
 
@@ -140,7 +140,7 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
             if n == 1 and len(f) == 3:
                 continue  # the header
             raise BadSource(f"{path} line {n} is not 'query-id <tab> corpus-id <tab> score' "
-                             f"(an integer score): {line.strip()[:100]!r}")
+                            f"(an integer score): {line.strip()[:100]!r}")
         out.setdefault(f[0], {})[f[1]] = g
     if not out:
         raise BadSource(f"{path} holds no judgments")
@@ -159,7 +159,7 @@ def read_run(path: Path) -> dict[str, list[tuple[str, float]]]:
             rank, score = int(f[3]), float(f[4])
         except ValueError:
             raise BadSource(f"{path} line {n} is not a TREC run line 'qid Q0 docid rank score tag': "
-                             f"{line.strip()[:100]!r}")
+                            f"{line.strip()[:100]!r}")
         rows.setdefault(f[0], []).append((rank, n, f[2], score))
     if not rows:
         raise BadSource(f"{path} holds no run lines")
@@ -280,7 +280,7 @@ def prepare(beir_dir, main_dir, log=print) -> Path:
             cols[k].append(v)
     if not judged_q:
         raise BadSource(f"no query of {src / 'queries.jsonl'} has a judgment in {src / QRELS} on a corpus "
-                         f"document: are the ids the same in all three files?")
+                        f"document: are the ids the same in all three files?")
     stats = {"documents": len(doc_ids), "empty_documents_left_out": empty, "queries": len(q_ids),
              "judged_queries": judged_q, "judgments_on_documents_not_in_corpus": unjudged_doc,
              "judged_query_ids_not_in_queries": unknown_q,

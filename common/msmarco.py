@@ -79,8 +79,8 @@ def iter_hub(repo: str, config: str, split: str, batch_size: int):
         raise
     except Exception as e:
         raise BadSource(f"could not load {repo} ({config}, {split}) from the Hugging Face Hub: "
-                         f"{type(e).__name__}: {str(e).splitlines()[0][:200]}. "
-                         f"Offline? Pass --source DIR with a local copy ({config}/{split}-*.parquet)")
+                        f"{type(e).__name__}: {str(e).splitlines()[0][:200]}. "
+                        f"Offline? Pass --source DIR with a local copy ({config}/{split}-*.parquet)")
     for batch in ds.iter(batch_size=batch_size):
         keys = list(batch)
         yield [dict(zip(keys, vals)) for vals in zip(*(batch[k] for k in keys))]
@@ -276,7 +276,7 @@ def combine_into(d: Path, origin: str, config: str, script: str, reader=None, ba
     """s00's work: `origin`'s splits (a local copy, or the Hub with reader=iter_hub) combined into
     d/queries.parquet and d/passages.parquet, their manifests recorded as made by `script`.
     Returns (report, queries manifest, passages manifest)."""
-    from .artifacts import BadSource, write_manifest
+    from .artifacts import write_manifest
     reader = reader or iter_local
     qpath, ppath = Path(d) / "queries.parquet", Path(d) / "passages.parquet"
     splits = ((s, reader(origin, config, s, batch_rows)) for s in SPLITS)
@@ -305,4 +305,4 @@ def check_source(source: str, config: str):
                          f"{HUB_REPO} ({config}/train-*.parquet, ...)")
     if not any(local_split_files(source, config, s) for s in SPLITS):
         raise BadSource(f"no {config}/{{train,validation,test}}-*.parquet under {source}: "
-                         f"point --source at a copy laid out as {HUB_REPO}")
+                        f"point --source at a copy laid out as {HUB_REPO}")

@@ -14,6 +14,7 @@ import hashlib
 import multiprocessing as mp
 import pickle
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -36,9 +37,10 @@ TOKEN_TABLES = (("passages_tok.parquet", "passages.parquet", "passage_id", "text
 
 
 def token_limits(passages_settings: dict | None = None, queries_settings: dict | None = None) -> dict:
-    """{"max_query_tokens", "max_passage_tokens"} from the token tables' manifests' settings (the
-    defaults for a folder tokenised before s02 recorded them)."""
-    p, q = passages_settings or {}, queries_settings if queries_settings is not None else passages_settings or {}
+    """{"max_query_tokens", "max_passage_tokens"} from the token tables' manifests' settings (one
+    dict for both, or one each; the defaults for a folder tokenised before s02 recorded them)."""
+    p = passages_settings or {}
+    q = p if queries_settings is None else queries_settings
     return {"max_query_tokens": int(q.get("max_query_tokens", MAX_QUERY_TOKENS)),
             "max_passage_tokens": int(p.get("max_passage_tokens", MAX_PASSAGE_TOKENS))}
 
@@ -256,7 +258,6 @@ def iter_parquet_column(path, column: str, batch_rows: int):
 
 def recorded_token_limits(d) -> dict:
     """The limits a data folder's token tables were cut at (from their manifests)."""
-    from pathlib import Path
     from .artifacts import require
     return token_limits(require(Path(d) / "passages_tok.parquet")["settings"],
                         require(Path(d) / "queries_tok.parquet")["settings"])
@@ -309,7 +310,6 @@ def tokenize_with_main_vocab(main_dir, d, script: str, queries_manifest: dict, p
     folder's token limits, every file recorded as made by `script`. sources: a token table's
     source other than s00's (BEIR passages: title and text)."""
     import shutil
-    from pathlib import Path
     from .artifacts import require, write_manifest
     main_dir, d = Path(main_dir), Path(d)
     vm = require(main_dir / "vocab.pkl")
