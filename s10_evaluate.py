@@ -27,48 +27,39 @@ data/reports/runs/<dataset>.<system>.<setting>.trec.
 Expected on ../shared/msmarco-sample (test split): see README.md, "Reproduction".
 """
 import hashlib
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 from common import beir, cli, tracking
 from common import bm25 as bm25_mod
-from common.artifacts import StageError, require, run_main, write_json, write_manifest
+from common.artifacts import BadSetting, MissingInput, StageError, require, run_main, write_json
 from common.corpus import load_corpus
+from common.stages import script
 from common.evaluation import Evaluator, hybrid_run, metrics_for, recall_curve, tune_hybrid, write_reports
 from common.index import build as index_build, chroma_graph, store
-from common.index.state import read_progress
 from common.retrieval import DEFAULT_WEIGHTS
 
 KS = [1, 2, 3, 5, 10, 20, 30, 50, 100]
 
 
 def prepare_external(args, log=print) -> Path:
-    """Combine and tokenise another dataset with the main vocabulary into data/external/<name>/."""
+    """Another dataset in the MS MARCO layout as a data folder of its own, data/external/<name>/:
+    combined as s00 does and tokenised as s02 does with the main vocabulary and token limits,
+    once for each of them (every file recorded as made by s10)."""
     from common import msmarco
-    from common.vocab import Vocab, tokenize_with_vocab
+    from common.artifacts import mark_prepared, prepared_for
+    from common.vocab import recorded_token_limits, token_limits, tokenize_with_main_vocab
     msmarco.check_source(args.source, args.config)
-    slug = Path(args.source).resolve().name + "-" + hashlib.sha1(str(Path(args.source).resolve()).encode()).hexdigest()[:8]
-    ext = args.data_dir / "external" / slug
-    ext.mkdir(parents=True, exist_ok=True)
-    vm = require(args.data_dir / "vocab.pkl")
-    stamp = ext / "prepared.json"
-    if not (stamp.exists() and (read_progress(stamp) or {}).get("vocab") == vm["fingerprint"]):
+    src = Path(args.source).resolve()
+    ext = args.data_dir / "external" / (src.name + "-" + hashlib.sha1(str(src).encode()).hexdigest()[:8])
+    want = {"vocab": require(args.data_dir / "vocab.pkl")["fingerprint"], "limits": recorded_token_limits(args.data_dir)}
+    if not prepared_for(ext, want, defaults={"limits": token_limits()}):
+        ext.mkdir(parents=True, exist_ok=True)
         log(f"preparing {args.source} under {ext} ...")
-        splits = ((s, msmarco.iter_local(args.source, args.config, s, 10_000)) for s in msmarco.SPLITS)
-        rep = msmarco.combine(ext / "queries.parquet", ext / "passages.parquet", splits)
-        qm = write_manifest(ext / "queries.parquet", "s10_evaluate.py", {"source": args.source}, stats=rep)
-        pm = write_manifest(ext / "passages.parquet", "s10_evaluate.py", {"source": args.source}, inputs={"queries": qm})
-        shutil.copyfile(args.data_dir / "vocab.pkl", ext / "vocab.pkl")
-        vm2 = write_manifest(ext / "vocab.pkl", "s10_evaluate.py", vm["settings"], inputs={"queries": qm, "passages": pm},
-                             fingerprint=vm["fingerprint"])
-        vocab = Vocab.load(ext / "vocab.pkl")
-        for name, src, id_col, text_col, ml in (("passages_tok.parquet", "passages.parquet", "passage_id", "text", 256),
-                                                ("queries_tok.parquet", "queries.parquet", "query_id", "query", 64)):
-            tokenize_with_vocab(vocab, ext / src, id_col, text_col, ext / name, ml)
-            write_manifest(ext / name, "s10_evaluate.py", {}, inputs={"vocab": vm2})
-        write_json(stamp, {"vocab": vm["fingerprint"], "source": str(args.source)})
+        _, qm, pm = msmarco.combine_into(ext, args.source, args.config, "s10_evaluate.py")
+        tokenize_with_main_vocab(args.data_dir, ext, "s10_evaluate.py", qm, pm)
+        mark_prepared(ext, dict(want, source=str(args.source)))
     return ext
 
 
@@ -126,7 +117,9 @@ def evaluate_beir(args, device, bm25_params: dict, t):
         except StageError:
             ckpt_name = "best_model.pt"
     if not (main_dir / ckpt_name).exists():
-        raise StageError(f"{main_dir / ckpt_name} not found: run s04_train_tower.py (and s07) first, or pass --checkpoint")
+        raise MissingInput(main_dir / ckpt_name, f"{script('s04')} (and s07)",
+                           message=f"{main_dir / ckpt_name} not found: run {script('s04')} (and s07) first, "
+                                   f"or pass --checkpoint")
     ext = beir.prepare(src, main_dir)
     ds = beir.Dataset(ext)
     corpus = load_corpus(ext)
@@ -134,7 +127,7 @@ def evaluate_beir(args, device, bm25_params: dict, t):
                    chroma_port=args.chroma_port)
     opts = index_build.BuildOptions(host=args.chroma_host, port=args.chroma_port)
     if ev.model(ckpt_name) is None:
-        raise StageError(f"{main_dir / ckpt_name} not found: run s04_train_tower.py (and s07) first")
+        raise MissingInput(main_dir / ckpt_name, f"{script('s04')} (and s07)")
 
     # the checkpoints: s04, s07 where present, and the chosen one (one row per distinct model)
     dense, fp_label = [], {}
@@ -264,11 +257,11 @@ def main():
     args = p.parse_args()
     t = cli.Timer()
     if args.beir and args.source:
-        raise StageError("--beir and --source are two different datasets: give one")
+        raise BadSetting("--beir and --source are two different datasets: give one")
     if (args.rerank or args.rel_level != 1) and not args.beir:
-        raise StageError("--rerank and --rel-level are for --beir")
+        raise BadSetting("--rerank and --rel-level are for --beir")
     if args.rel_level < 1:
-        raise StageError("--rel-level must be 1 or more")
+        raise BadSetting("--rel-level must be 1 or more")
     bm25_params = bm25_mod.params(k1=args.bm25_k1, b=args.bm25_b)
     device = cli.setup_torch(args)
     main_dir = args.data_dir
@@ -287,7 +280,7 @@ def main():
     corpus = load_corpus(eval_dir)
     ev = Evaluator(eval_dir, main_dir, corpus, device, bm25_params=bm25_params, chroma_host=host, chroma_port=port)
     if ev.model(ckpt_name) is None:
-        raise StageError(f"{main_dir / ckpt_name} not found: run s04_train_tower.py (and s07) first")
+        raise MissingInput(main_dir / ckpt_name, f"{script('s04')} (and s07)")
     if args.source:  # index the external pool with the checkpoint, in its own index under eval_dir
         index_build.build_index(eval_dir, main_dir / ckpt_name, device, index_build.BuildOptions(host=host, port=port))
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from .artifacts import (StageError, damage, damaged, file_facts, load_npy_artifact, read_json_artifact,
                         remove_stale_tmp, require, tmp_path, write_json)
+from .stages import script
 from .text import normalize
 
 
@@ -22,6 +23,7 @@ METHOD = "lucene"
 STOPWORDS = "en"      # bm25s's English list; None: keep every word
 STEMMER = "english"   # a Snowball (PyStemmer) language; None: no stemming
 DEFAULTS = {"k1": K1, "b": B, "method": METHOD, "stopwords": STOPWORDS, "stemmer": STEMMER}
+REBUILDS = f"{script('s10')} (it rebuilds data/bm25)"  # who to re-run when data/bm25 is damaged
 
 
 def params(**kw) -> dict:
@@ -158,14 +160,14 @@ def _load_checked(out: Path, st: dict, p: dict) -> BM25Index:
     for fname, facts in (st.get("files") or {}).items():
         bad = damage(out / fname, facts)
         if bad:
-            raise damaged(out / fname, bad, "s10_evaluate.py (it rebuilds data/bm25)")
+            raise damaged(out / fname, bad, REBUILDS)
     try:
         r = bm25s.BM25.load(str(out), show_progress=False)
-        ids = load_npy_artifact(out / "passage_ids.npy", "s10_evaluate.py (it rebuilds data/bm25)")
+        ids = load_npy_artifact(out / "passage_ids.npy", REBUILDS)
     except StageError:
         raise
     except Exception as e:
-        raise damaged(out, f"unreadable ({type(e).__name__})", "s10_evaluate.py (it rebuilds data/bm25)")
+        raise damaged(out, f"unreadable ({type(e).__name__})", REBUILDS)
     return BM25Index(r, np.asarray(ids, dtype=np.int64), p)
 
 
@@ -181,7 +183,7 @@ def load_or_build(data_dir: Path, log=print, repair: bool = True, **kw) -> BM25I
     stamp = out / "source.json"
     if stamp.exists():
         try:
-            st = read_json_artifact(stamp, "s10_evaluate.py (it rebuilds data/bm25)")
+            st = read_json_artifact(stamp, REBUILDS)
             if st.get("passages") == pm["fingerprint"] and st.get("params") == p:
                 return _load_checked(out, st, p)
         except StageError as e:

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 from . import bm25 as bm25_mod
 from . import retrieval
 from .artifacts import atomic_path, write_json
-from .corpus import find_sorted
+from .corpus import find_sorted, labelled_questions
 from .encode import encode_rows, load_model
 from .metrics import REPORTED, evaluate, ranked_to_run
 
@@ -35,16 +35,10 @@ class Evaluator:
 
     # ------------------------------------------------------------ queries of a split
     def split(self, split: str, rerank: bool = False):
-        qids, texts, rel, cands = [], [], [], []
-        for s, q, t, pids, sel in zip(self.q["split"], self.q["query_id"], self.q["query"], self.q["passage_ids"], self.q["is_selected"]):
-            r = {p for p, x in zip(pids, sel) if x == 1}
-            if s != split or not r or (rerank and len(pids) < 2):
-                continue
-            qids.append(q)
-            texts.append(t)
-            rel.append(r)
-            cands.append(list(pids))
-        return np.asarray(qids, dtype=np.int64), texts, rel, cands
+        """(query ids, texts, relevant sets, candidate lists) of the split's labelled questions;
+        rerank: only those with at least two candidates."""
+        q = labelled_questions(self.q, split, min_candidates=2 if rerank else 1)
+        return q.qids, q.texts, q.relevant, q.candidates
 
     # ------------------------------------------------------------ systems
     def model(self, ckpt_name: str):
@@ -70,7 +64,7 @@ class Evaluator:
         """(ids, scores, how) for a checkpoint; through its index (how: its backend) when it has a
         complete one, else exact search."""
         model, ckpt = self.model(ckpt_name)
-        qv = encode_rows(model, self.corpus.qtok, self.corpus.qidx.rows(qids), "query", self.device, max_len=64)
+        qv = encode_rows(model, self.corpus.qtok, self.corpus.qidx.rows(qids), "query", self.device)
         index = self.index_for(ckpt)
         if index is not None:
             ids, sc = retrieval.dense_index_run(index, qv, k)
@@ -80,7 +74,7 @@ class Evaluator:
 
     def dense_exact(self, ckpt_name: str, qids: np.ndarray, k: int = DEPTH):
         model, _ = self.model(ckpt_name)
-        qv = encode_rows(model, self.corpus.qtok, self.corpus.qidx.rows(qids), "query", self.device, max_len=64)
+        qv = encode_rows(model, self.corpus.qtok, self.corpus.qidx.rows(qids), "query", self.device)
         return retrieval.dense_exact(self.pool_vectors(ckpt_name), self.corpus.ptok.ids, qv, k, self.device)
 
     def glove(self, qids: np.ndarray, k: int = DEPTH):
@@ -117,7 +111,7 @@ class Evaluator:
             fn = lambda i, c: retrieval.glove_average(emb, self.corpus.ptok, self.corpus.pidx.rows(c)) @ qv[i]
             return retrieval.rerank_candidates(fn, cands)
         model, _ = self.model(ckpt_name)
-        qv = encode_rows(model, self.corpus.qtok, self.corpus.qidx.rows(qids), "query", self.device, max_len=64)
+        qv = encode_rows(model, self.corpus.qtok, self.corpus.qidx.rows(qids), "query", self.device)
         dn = lambda i, c: encode_rows(model, self.corpus.ptok, self.corpus.pidx.rows(c), "passage", self.device) @ qv[i]
         if kind == "dense":
             return retrieval.rerank_candidates(dn, cands)
@@ -149,7 +143,7 @@ class Evaluator:
         if not self._aligned:
             retrieval.check_aligned(self.corpus.ptok.ids, self.bm25)
             self._aligned = True
-        qv = encode_rows(model, self.corpus.qtok, self.corpus.qidx.rows(qids), "query", self.device, max_len=64)
+        qv = encode_rows(model, self.corpus.qtok, self.corpus.qidx.rows(qids), "query", self.device)
         out = []
         for n in range(len(qids)):
             pos, found = find_sorted(self.corpus.pidx.sorted, d_ids[n])  # (a short run's padding is no passage)
