@@ -11,7 +11,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from test_robustness_common import copy_data, run
+from helpers import copy_data, run
+
+pytestmark = pytest.mark.slow  # a Chroma server and s00-s05 (~30 s)
 
 CHROMA = Path(sys.executable).parent / "chroma"
 

@@ -7,7 +7,7 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import ROOT, run  # the `pipeline` fixture (s00-s10 once per session) is in conftest.py
+from helpers import ROOT, run  # the `pipeline` fixture (a copy of s00-s10, run once per session) is in conftest.py
 
 
 
