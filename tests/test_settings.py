@@ -55,7 +55,7 @@ def test_encoders_read_the_limit_from_the_config():
 
 
 def test_s02s_limits_reach_the_checkpoint(tmp_path_factory):
-    from test_robustness_common import base_data, copy_data, run
+    from helpers import base_data, copy_data, run
     _, syn = base_data(tmp_path_factory)
     d = copy_data(tmp_path_factory, "limits")
     m = read_json(d / "passages_tok.parquet.manifest.json")["settings"]
