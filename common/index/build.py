@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from ..artifacts import StageError, check_lineage, require
+from ..artifacts import BadSetting, StageError, check_lineage, require
 from . import chroma_graph, faiss_graph, store
 from .graph import HNSW, SAVE_EVERY, BuildJob, auto_ef_search
 from .state import acquire_writer_lock, progress_path, read_progress, same_build, write_json
@@ -43,7 +43,7 @@ class BuildOptions:
         if self.backend == "auto":
             return chroma_graph.NAME if self.host else faiss_graph.NAME
         if self.backend == faiss_graph.NAME and self.host:
-            raise StageError("--chroma-host needs --backend chroma (a faiss index is a local file)")
+            raise BadSetting("--chroma-host needs --backend chroma (a faiss index is a local file)")
         return self.backend
 
 
@@ -155,7 +155,7 @@ def build_index(data_dir: Path, ckpt_path: Path, device, opts: BuildOptions | No
     backend_name = opts.resolved_backend()
     backend = store.BACKENDS[backend_name]
     if backend is faiss_graph and opts.store_text:
-        raise StageError("--store-text is for --backend chroma")
+        raise BadSetting("--store-text is for --backend chroma")
     acquire_writer_lock(d / "indexes", hint=" (or run a Chroma server and pass --chroma-host)")
     vocab, vm = load_vocab(d)
     ptm = require(d / "passages_tok.parquet")
