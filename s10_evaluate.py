@@ -8,7 +8,7 @@ BM25; its weight tuned on the validation split). Where queries have several cand
 (real v1.1 rows) the "rerank the query's own candidates" setting is reported separately. Writes
 data/reports/eval_<split>.{json,md} and a Recall@k PNG; logs to W&B.
 
-    python s10_evaluate.py                        # test split of the data in data/
+    python s10_evaluate.py                        # test split of the data in data/ (v2.1: validation)
     python s10_evaluate.py --source ../shared/msmarco-sample --checkpoint best_model.pt
         # another dataset in the MS MARCO layout: its pool is indexed into its own index
         # (under data/external/...) with that checkpoint; the main index is left alone.
@@ -237,7 +237,11 @@ def evaluate_beir(args, device, bm25_params: dict, t):
 
 def main():
     p = cli.parser(__doc__)
-    p.add_argument("--split", default="test", choices=["test", "validation", "train"])
+    p.add_argument("--split", default="auto", choices=["auto", "test", "validation", "train"],
+                   help="auto: test, or validation when the test split has no labels (v2.1); reporting on "
+                        "validation tunes hybrid on one half of it and reports on the other")
+    p.add_argument("--max-queries", type=cli.nonneg_int_zero_means("all"), default=10_000,
+                   help="questions per split at most (a fixed sample by id), bounding s10's time at v2.1 scale")
     p.add_argument("--source", default=None, help="evaluate on another dataset in the MS MARCO layout")
     p.add_argument("--config", default="v1.1")
     p.add_argument("--checkpoint", default=None,
@@ -286,7 +290,14 @@ def main():
 
     # ---- hybrid weight and the best mode, on validation (never on the split being reported)
     hybrid_path = eval_dir / "reports" / "hybrid.json"
-    vq, vt, vr, _ = ev.split("validation")
+    split = args.split
+    if split == "auto":
+        split = "test" if len(ev.split("test")[0]) else "validation"
+        if split == "validation":
+            print("the test split has no labelled questions (v2.1's are unlabelled): reporting on the half of "
+                  "validation that hybrid is not tuned on")
+    halves = split == "validation"  # tune and report on disjoint halves of one split
+    vq, vt, vr, _ = ev.split("validation", part="tune" if halves else None, max_queries=args.max_queries)
     (w_dense, w_sem), val_modes = DEFAULT_WEIGHTS, {}
     if len(vq):
         d_i, d_s, _ = ev.dense(ckpt_name, vq)
@@ -305,9 +316,9 @@ def main():
     weights = {"dense": w_dense, "sem": w_sem, "bm25": round(1 - w_dense - w_sem, 2)}
 
     # ---- the split
-    qids, texts, rel, _ = ev.split(args.split)
+    qids, texts, rel, _ = ev.split(split, part="report" if halves else None, max_queries=args.max_queries)
     if not len(qids):
-        raise StageError(f"no {args.split} query has a selected passage: nothing to evaluate")
+        raise StageError(f"no {split} query has a selected passage: nothing to evaluate")
     systems, slugs = {}, {}
     bm25_name = bm25_mod.label(bm25_params)
     systems[bm25_name] = (*ev.bm25_run(texts), "bm25")
@@ -326,7 +337,7 @@ def main():
     slugs[f"hybrid ({ckpt_name.split('_')[0]} + BM25)"] = "hybrid-" + _stem(ckpt_name)
 
     rows, curves = [], {}
-    dataset = (Path(args.source).resolve().name if args.source else "msmarco") + f"-{args.split}"
+    dataset = (Path(args.source).resolve().name if args.source else "msmarco") + f"-{split}"
     qstr = [str(q) for q in qids]
     for name, (ids, sc, how) in systems.items():
         m = metrics_for(qids, rel, ids, sc)
@@ -338,12 +349,14 @@ def main():
     ex_i, _ = ev.dense_exact(ckpt_name, qids, 10)
     index_recall = float(np.mean([len(set(a[:10]) & set(b[:10])) / 10 for a, b in zip(d_i, ex_i)])) if dense_how != "exact" else None
 
-    result = {"split": args.split, "queries": int(len(qids)), "pool": int(len(corpus.ptok)), "full_pool": rows,
+    result = {"split": split, "questions": "the half of validation hybrid was not tuned on" if halves else
+              ("a fixed sample" if args.max_queries and len(qids) >= args.max_queries else "all labelled"),
+              "queries": int(len(qids)), "pool": int(len(corpus.ptok)), "full_pool": rows,
               "hybrid_weights": weights, "validation_mrr@10": val_modes, "checkpoint": ckpt_name,
               "index_recall_at_10": index_recall, "index_backend": dense_how, "data_dir": str(eval_dir), "seconds": None}
 
     # ---- rerank-own-candidates setting, where queries have several candidates
-    rq, rt, rr, rc = ev.split(args.split, rerank=True)
+    rq, rt, rr, rc = ev.split(split, rerank=True, part="report" if halves else None, max_queries=args.max_queries)
     if len(rq):
         rer = []
         for label, kind, ck in [("BM25", "bm25", None), ("GloVe average (untrained)", "glove", None)] + \
@@ -362,7 +375,7 @@ def main():
 
     result["seconds"] = round(t.s, 1)
     run = tracking.init(args.wandb, args.wandb_project, main_dir, "s10_evaluate", vars(args))
-    name = args.name or f"eval_{args.split}"
+    name = args.name or f"eval_{split}"
     paths = write_reports(eval_dir / "reports", name, result, curves, run)
     run.finish()
     from common.evaluation import markdown

@@ -34,11 +34,13 @@ class Evaluator:
         self._models, self._indexes, self._aligned = {}, {}, False
 
     # ------------------------------------------------------------ queries of a split
-    def split(self, split: str, rerank: bool = False):
+    def split(self, split: str, rerank: bool = False, part: str | None = None, max_queries: int = 0):
         """(query ids, texts, relevant sets, candidate lists) of the split's labelled questions;
-        rerank: only those with at least two candidates."""
+        rerank: only those with at least two candidates; part, max_queries: see choose()."""
         q = labelled_questions(self.q, split, min_candidates=2 if rerank else 1)
-        return q.qids, q.texts, q.relevant, q.candidates
+        keep = choose(q.qids, part, max_queries)
+        pick = lambda xs: [x for x, k in zip(xs, keep) if k]
+        return q.qids[keep], pick(q.texts), pick(q.relevant), pick(q.candidates)
 
     # ------------------------------------------------------------ systems
     def model(self, ckpt_name: str):
@@ -154,6 +156,31 @@ class Evaluator:
 
     def _bm25_for(self, text, cands):
         return self.bm25.scores(text)[self.bm25.rows(cands)]
+
+
+def _hash(qids) -> np.ndarray:
+    """A fixed pseudo-random 64-bit number per query id (the same on every machine and run)."""
+    x = np.asarray(qids, dtype=np.int64).view(np.uint64)
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(31))) * np.uint64(0x9E3779B97F4A7C15)
+        return x ^ (x >> np.uint64(29))
+
+
+def choose(qids, part: str | None = None, max_queries: int = 0) -> np.ndarray:
+    """Which questions to use, by a hash of their ids: part "tune" / "report" are two disjoint
+    halves (hybrid tuned on one, reported on the other, when both come from one split: v2.1's test
+    split has no labels); max_queries > 0 keeps that many (a fixed sample, bounding s10's time at
+    10M passages)."""
+    h = _hash(qids)
+    keep = np.ones(len(h), bool)
+    if part is not None:
+        keep &= (h & np.uint64(1)) == np.uint64(0 if part == "tune" else 1)
+    if max_queries and keep.sum() > max_queries:
+        order = np.argsort(h[keep], kind="stable")[:max_queries]
+        idx = np.flatnonzero(keep)[order]
+        keep = np.zeros(len(h), bool)
+        keep[idx] = True
+    return keep
 
 
 def metrics_for(qids, rel, ids, scores) -> dict:
