@@ -9,22 +9,27 @@ data/s04_model.pt, with the model's config and the vocabulary's fingerprint.
     python s04_train_tower.py                 # avg encoder, triplet margin + the teacher
     python s04_train_tower.py --encoder gru   # GRU encoder
     python s04_train_tower.py --loss inbatch  # softmax over the batch instead of the margin
+    torchrun --standalone --nproc_per_node=2 s04_train_tower.py   # 2 processes (README: torchrun)
+
+Killed part-way, the same command resumes from the last finished epoch (data/s04_model.resume.pt).
     # expected on ../shared/msmarco-sample: see the reproduction table in README.md
 """
 import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from common import cli, tracking
+from common import cli, distributed, tracking
 from common.artifacts import StageError, check_lineage, require, run_main, write_manifest
 from common.corpus import load_corpus
 from common.encode import load_embeddings
 from common.model import DEFAULT_CONFIG, TwoTowerModel, stem_map
+from common.resume import Resume, resume_path, run_key
 from common.stages import script
 from common.train import attach_teacher, fit, head_start, project_teacher, train_set, validation_set
 
 
-def main():
+def main(argv=None, on_saved=None):
+    """on_saved(epoch): called after each epoch's resumable state is saved (tests kill the run there)."""
     p = cli.parser(__doc__)
     p.add_argument("--encoder", default=DEFAULT_CONFIG["encoder"], choices=["avg", "gru"])
     p.add_argument("--out-dim", type=cli.positive_int, default=DEFAULT_CONFIG["out_dim"], help="size of the semantic part")
@@ -40,9 +45,12 @@ def main():
     cli.add_device(p)
     cli.add_wandb(p)
     p.add_argument("--out", default="s04_model.pt", help="checkpoint name under --data-dir")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     t = cli.Timer()
     device = cli.setup_torch(args)
+    ddp, device = distributed.setup(device)  # under torchrun: this process's rank and device
+    main_rank = ddp is None or ddp.main       # rank 0 alone prints, logs and writes files
+    say = print if main_rank else (lambda *a, **k: None)
     d = args.data_dir
     corpus = load_corpus(d)
     em = require(d / "embeddings.npy")
@@ -59,32 +67,43 @@ def main():
                gru_hidden=args.gru_hidden, temperature=args.temperature, embeddings=em["fingerprint"],
                **corpus.token_limits)  # s02's limits: every later encoder reads them from the checkpoint
     if args.distill:
-        attach_teacher(ts, corpus, args.distill_pairs, device)
+        with distributed.main_first(ddp):  # rank 0 fills data/teacher/, the others read it
+            attach_teacher(ts, corpus, args.distill_pairs, device, log=say)
     basis, head_init = head_start(ts, corpus, emb, args.out_dim, args.encoder)
     distill = args.distill if basis is not None else 0.0
     if args.distill and basis is None:
-        print(f"warning: {len(ts):,} pairs cannot give {args.out_dim} teacher directions: training on labels only")
+        say(f"warning: {len(ts):,} pairs cannot give {args.out_dim} teacher directions: training on labels only")
     if distill:
         project_teacher(ts, basis)
+    # a random head (no teacher projection) or GRU starts from the seed: the same in every process
+    # and every run (a resumed run knows its own by the model it starts from)
+    torch.manual_seed(args.seed)
     model = TwoTowerModel(len(corpus.vocab), emb.shape[1], cfg, embeddings=emb, idf=corpus.vocab.idf(),
                           stems=stem_map(corpus.vocab.words), seed=args.seed, head_init=head_init)
-    print(f"training on {device}: {len(ts):,} triplets, validation {len(vs.q_rows):,} queries "
-          f"against {len(vs.pool_rows):,} passages; model {cfg}")
-    run = tracking.init(args.wandb, args.wandb_project, d, "s04_train_tower", vars(args) | cfg)
+    world = 1 if ddp is None else ddp.world_size
+    say(f"training on {device}" + (f" x {world} processes ({ddp.backend})" if ddp else "") +
+        f": {len(ts):,} triplets, validation {len(vs.q_rows):,} queries "
+        f"against {len(vs.pool_rows):,} passages; model {cfg}")
+    run = tracking.init(args.wandb if main_rank else "disabled", args.wandb_project, d, "s04_train_tower",
+                        vars(args) | cfg | {"world_size": world})
     out = d / args.out
+    inputs = {"vocab": corpus.vocab_manifest, "triplets": tm, "embeddings": em}
+    resume = Resume(resume_path(out), run_key("s04", args, inputs, world))
     best, hist = fit(model, corpus, ts, vs, device, out, args.epochs, args.batch_size, args.lr, args.lr_emb,
                      loss=args.loss, margin=args.margin, seed=args.seed, run=run,
-                     patience=args.patience, distill=distill,
+                     patience=args.patience, distill=distill, log=say, ddp=ddp, resume=resume, on_saved=on_saved,
                      meta={"vocab_fingerprint": corpus.vocab.fingerprint, "stage": "s04",
                            # s07 distils through the same projection; none when s04 had no teacher
                            **({"teacher_basis": torch.from_numpy(basis)} if distill else {})})
     run.log({"best_val_mrr@10": best["mrr@10"]})
     run.finish()
-    write_manifest(out, "s04_train_tower.py", {k: str(v) for k, v in vars(args).items()},
-                   inputs={"vocab": corpus.vocab_manifest, "triplets": tm, "embeddings": em},
-                   stats={"val": best, "history": hist})
-    print(f"best validation MRR@10 {best['mrr@10']:.4f} at epoch {best['epoch']}")
-    cli.done(f"{out}", t)
+    if main_rank:
+        write_manifest(out, "s04_train_tower.py", {k: str(v) for k, v in vars(args).items()},
+                       inputs=inputs, stats={"val": best, "history": hist, "world_size": world})
+        resume.clear()  # after the manifest: a run killed before it finishes at once on a re-run
+        print(f"best validation MRR@10 {best['mrr@10']:.4f} at epoch {best['epoch']}")
+        cli.done(f"{out}", t)
+    distributed.teardown(ddp)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 
+from . import distributed
 from .artifacts import atomic_path
 from .corpus import Corpus
 from .encode import autocast, encode_rows
@@ -201,8 +202,15 @@ def batch_loss(model, corpus, ts: TrainSet, b: np.ndarray, loss: str, device,
 def fit(model: TwoTowerModel, corpus: Corpus, ts: TrainSet, vs: ValSet, device, out_path: Path,
         epochs: int, batch_size: int, lr: float, lr_emb: float, loss: str = "triplet",
         margin: float = 0.2, seed: int = 0, run=None, meta: dict | None = None,
-        patience: int = 0, start_mrr: float | None = None, log=print, distill: float = 0.0):
-    """Train; after each epoch validate and keep the best checkpoint at out_path."""
+        patience: int = 0, start_mrr: float | None = None, log=print, distill: float = 0.0,
+        ddp=None, resume=None, on_saved=None):
+    """Train; after each epoch validate and keep the best checkpoint at out_path.
+
+    ddp: common.distributed.Dist under torchrun (None: one process): each rank trains on its share
+    of every batch, gradients are reduced across ranks, rank 0 alone validates, saves and logs,
+    and its decision to stop is broadcast. resume: a common.resume.Resume: the run's state is
+    saved after each epoch and a matching one is picked up. on_saved(epoch): called on every rank
+    after each epoch's state is saved."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model.to(device)
@@ -215,43 +223,75 @@ def fit(model: TwoTowerModel, corpus: Corpus, ts: TrainSet, vs: ValSet, device, 
     best = {"mrr@10": -1.0 if start_mrr is None else start_mrr, "epoch": -1}
     history = []
     since_best = 0
+    main = ddp is None or ddp.main
+    distributed.broadcast_params(ddp, model)
+    first, stopped = 1, False
+    got = resume.load(model, opts, rng, out_path, log) if resume is not None else None
+    if got is not None:
+        first, best, history, since_best, stopped = got["epoch"] + 1, got["best"], got["history"], \
+            got["since_best"], got["stopped"]
+        if main:
+            log(f"resuming at epoch {first} ({resume.path}: epochs 1-{got['epoch']} done, "
+                f"best MRR@10 {best['mrr@10']:.4f} at epoch {best['epoch']})")
+            for rec in history:
+                if run is not None:
+                    run.log(rec)
+    if ddp is not None and distributed.broadcast_floats(ddp, [first])[0] != first:
+        raise RuntimeError("the processes disagree on the epoch to resume at")
     from tqdm import tqdm
-    for epoch in range(1, epochs + 1):
+    for epoch in range(first, 1 if stopped else epochs + 1):
         model.train()
         perm = rng.permutation(len(ts))
         t0, total = time.perf_counter(), 0.0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False, mininterval=1)
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False, mininterval=1,
+                   disable=not main)
         for s in bar:
-            b = perm[s * batch_size:(s + 1) * batch_size]
-            if len(b) < 2:
+            g = perm[s * batch_size:(s + 1) * batch_size]
+            if len(g) < 2:
                 continue
+            b, w = distributed.local_batch(ddp, g)  # one process: the whole batch, weight 1
             l = batch_loss(model, corpus, ts, b, loss, device, temperature, margin, distill)
             for o in opts:
                 o.zero_grad(set_to_none=True)
             l.backward()
+            if ddp is not None:
+                distributed.reduce_gradients(ddp, model.dense_parameters(), sparse, w)
             for o in opts:
                 o.step()
-            total += l.item()
+            total += l.item() * w
         bar.close()
         train_s = time.perf_counter() - t0
-        v = validate(model, corpus, vs, device)
-        rec = {"epoch": epoch, "loss": total / steps_per_epoch, "val_mrr@10": v["mrr@10"],
-               "val_recall@100": v["recall@100"], "pairs_per_s": len(ts) / train_s}
-        history.append(rec)
-        if run is not None:
-            run.log(rec)
-        improved = v["mrr@10"] > best["mrr@10"]
-        log(f"epoch {epoch:3d}  loss {rec['loss']:.4f}  val MRR@10 {v['mrr@10']:.4f}  "
-            f"R@100 {v['recall@100']:.4f}  {rec['pairs_per_s']:,.0f} pairs/s" + ("  *best" if improved else ""))
-        if improved:
-            best = {"mrr@10": v["mrr@10"], "recall@100": v["recall@100"], "epoch": epoch}
-            save_checkpoint(model, out_path, val=best, history=history, **(meta or {}))
-            since_best = 0
-        else:
-            since_best += 1
-            if patience and since_best >= patience:
-                log(f"no improvement for {patience} epochs: stopping")
-                break
+        stop = False
+        if ddp is not None:
+            total = distributed.sum_floats(ddp, [total])[0]
+        if main:
+            v = validate(model, corpus, vs, device)
+            rec = {"epoch": epoch, "loss": total / steps_per_epoch, "val_mrr@10": v["mrr@10"],
+                   "val_recall@100": v["recall@100"], "pairs_per_s": len(ts) / train_s}
+            history.append(rec)
+            if run is not None:
+                run.log(rec)
+            improved = v["mrr@10"] > best["mrr@10"]
+            log(f"epoch {epoch:3d}  loss {rec['loss']:.4f}  val MRR@10 {v['mrr@10']:.4f}  "
+                f"R@100 {v['recall@100']:.4f}  {rec['pairs_per_s']:,.0f} pairs/s" + ("  *best" if improved else ""))
+            if improved:
+                best = {"mrr@10": v["mrr@10"], "recall@100": v["recall@100"], "epoch": epoch}
+                save_checkpoint(model, out_path, val=best, history=history, **(meta or {}))
+                since_best = 0
+            else:
+                since_best += 1
+                if patience and since_best >= patience:
+                    log(f"no improvement for {patience} epochs: stopping")
+                    stop = True
+            if resume is not None:
+                resume.save(model, opts, rng, epoch, best, history, since_best, stop, improved)
+        if ddp is not None:  # rank 0's decisions, on every rank
+            stop, best["mrr@10"], best["epoch"] = distributed.broadcast_floats(ddp, [stop, best["mrr@10"], best["epoch"]])
+            stop, best["epoch"] = stop > 0, int(best["epoch"])
+        if on_saved is not None:
+            on_saved(epoch)
+        if stop:
+            break
     return best, history
 
 
