@@ -6,21 +6,27 @@ data/s07_model.pt, then compares it with s04 on the same validation pool and cop
 one to data/best_model.pt, saying which.
 
     python s07_train_w_hard_negatives.py
+    torchrun --standalone --nproc_per_node=2 s07_train_w_hard_negatives.py   # 2 processes (README: torchrun)
+
+Killed part-way, the same command resumes from the last finished epoch (data/s07_model.resume.pt).
 """
 import shutil
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch
 
-from common import cli, tracking
+from common import cli, distributed, tracking
 from common.artifacts import atomic_path, require, run_main, write_manifest
 from common.corpus import load_corpus
 from common.encode import load_embeddings, load_model
 from common.model import TwoTowerModel, stem_map
+from common.resume import Resume, resume_path, run_key
 from common.train import attach_teacher, fit, project_teacher, train_set, validate, validation_set
 
 
-def main():
+def main(argv=None, on_saved=None):
+    """on_saved(epoch): called after each epoch's resumable state is saved (tests kill the run there)."""
     p = cli.parser(__doc__)
     p.add_argument("--init", default="s04", choices=["s04", "fresh"], help="start from s04's weights or anew")
     p.add_argument("--checkpoint", default="s04_model.pt", help="the s04 checkpoint")
@@ -28,9 +34,12 @@ def main():
     cli.add_train(p, epochs=5, lr=5e-4, lr_emb=5e-3)
     cli.add_device(p)
     cli.add_wandb(p)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     t = cli.Timer()
     device = cli.setup_torch(args)
+    ddp, device = distributed.setup(device)  # under torchrun: this process's rank and device
+    main_rank = ddp is None or ddp.main       # rank 0 alone validates s04, prints, logs and writes files
+    say = print if main_rank else (lambda *a, **k: None)
     d = args.data_dir
     corpus = load_corpus(d)
     s04, ckpt = load_model(d / args.checkpoint, corpus.vocab.fingerprint, device)
@@ -40,32 +49,45 @@ def main():
         trip = pa.concat_tables([trip, pq.read_table(d / "triplets.parquet")])
     ts = train_set(corpus, trip, "train")
     vs = validation_set(corpus, "validation", args.val_pool, args.seed)
-    base = validate(s04, corpus, vs, device)
-    print(f"s04 validation MRR@10 {base['mrr@10']:.4f} (same pool as below)")
+    base = None
+    if main_rank:
+        base = validate(s04, corpus, vs, device)
+        print(f"s04 validation MRR@10 {base['mrr@10']:.4f} (same pool as below)")
     basis = ckpt.get("teacher_basis")
     if args.distill and basis is not None:  # the targets s04 learned, through the same projection
-        attach_teacher(ts, corpus, args.distill_pairs, device)
+        with distributed.main_first(ddp):  # rank 0 fills data/teacher/, the others read it
+            attach_teacher(ts, corpus, args.distill_pairs, device, log=say)
         project_teacher(ts, basis.numpy())
     if args.init == "s04":
         model = s04
     else:
         emb = load_embeddings(d, ckpt["config"].get("embeddings"))
+        torch.manual_seed(args.seed)  # a random head or GRU: the same in every process and every run
         model = TwoTowerModel(len(corpus.vocab), emb.shape[1], ckpt["config"], embeddings=emb,
                               idf=corpus.vocab.idf(), stems=stem_map(corpus.vocab.words), seed=args.seed,
                               head_init=basis.numpy().T if basis is not None and emb.shape[1] == basis.shape[0] else None)
-    run = tracking.init(args.wandb, args.wandb_project, d, "s07_train_w_hard_negatives", vars(args) | model.config)
+    world = 1 if ddp is None else ddp.world_size
+    run = tracking.init(args.wandb if main_rank else "disabled", args.wandb_project, d, "s07_train_w_hard_negatives",
+                        vars(args) | model.config | {"world_size": world})
     out = d / "s07_model.pt"
+    inputs = {"vocab": corpus.vocab_manifest, "hard_negatives": hm, "s04": ckpt["fingerprint"]}
+    extra = {"triplets": require(d / "triplets.parquet")} if args.with_random else {}
+    resume = Resume(resume_path(out), run_key("s07", args, inputs | extra, world))
     best, hist = fit(model, corpus, ts, vs, device, out, args.epochs, args.batch_size, args.lr, args.lr_emb,
                      loss=args.loss, margin=args.margin, seed=args.seed, run=run,
                      patience=args.patience, distill=args.distill if basis is not None else 0.0,
+                     log=say, ddp=ddp, resume=resume, on_saved=on_saved,
                      meta={"vocab_fingerprint": corpus.vocab.fingerprint, "stage": "s07",
                            **({"teacher_basis": basis} if basis is not None else {})})
+    if not main_rank:
+        distributed.teardown(ddp)
+        return
     winner = "s07" if best["mrr@10"] > base["mrr@10"] else "s04"
     run.log({"s04_val_mrr@10": base["mrr@10"], "s07_val_mrr@10": best["mrr@10"], "winner_is_s07": winner == "s07"})
     run.finish()
     m = write_manifest(out, "s07_train_w_hard_negatives.py", {k: str(v) for k, v in vars(args).items()},
-                       inputs={"vocab": corpus.vocab_manifest, "hard_negatives": hm, "s04": ckpt["fingerprint"]},
-                       stats={"val": best, "s04_val": base, "history": hist})
+                       inputs=inputs, stats={"val": best, "s04_val": base, "history": hist, "world_size": world})
+    resume.clear()  # after the manifest: a run killed before it finishes at once on a re-run
     src = out if winner == "s07" else d / args.checkpoint
     with atomic_path(d / "best_model.pt") as tmp:
         shutil.copyfile(src, tmp)
@@ -74,6 +96,7 @@ def main():
                    stats={"s04_val_mrr@10": base["mrr@10"], "s07_val_mrr@10": best["mrr@10"]})
     print(f"validation MRR@10: s04 {base['mrr@10']:.4f}, s07 {best['mrr@10']:.4f} -> keeping {winner}")
     cli.done(f"{out} and {d / 'best_model.pt'} (= {winner})", t)
+    distributed.teardown(ddp)
 
 
 if __name__ == "__main__":

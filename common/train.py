@@ -231,7 +231,7 @@ def fit(model: TwoTowerModel, corpus: Corpus, ts: TrainSet, vs: ValSet, device, 
         first, best, history, since_best, stopped = got["epoch"] + 1, got["best"], got["history"], \
             got["since_best"], got["stopped"]
         if main:
-            log(f"resuming at epoch {first} ({resume.path}: epochs 1-{got['epoch']} done, "
+            log(f"resuming at epoch {first} ({resume.path}: {got['epoch']} epoch(s) done, "
                 f"best MRR@10 {best['mrr@10']:.4f} at epoch {best['epoch']})")
             for rec in history:
                 if run is not None:
