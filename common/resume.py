@@ -72,8 +72,8 @@ class Resume:
             o.load_state_dict(s)
         rng.bit_generator.state = st["numpy_rng"]
         torch.set_rng_state(st["torch_rng"])
-        if torch.cuda.is_available() and st.get("cuda_rng"):
-            torch.cuda.set_rng_state_all(st["cuda_rng"])
+        if torch.cuda.is_available() and len(st.get("cuda_rng") or []) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(st["cuda_rng"])  # (nothing in training draws on them: kept for form)
         self.best_fp = st["best_fp"]
         return {k: st[k] for k in ("epoch", "best", "history", "since_best", "stopped")}
 
