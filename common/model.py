@@ -93,7 +93,7 @@ class Tower(nn.Module):
             w = mask
         w = w / w.sum(1, keepdim=True).clamp_min(1e-6)
         if self.cfg["encoder"] == "avg":
-            sem = F.embedding_bag(ids, self.emb.weight, per_sample_weights=w, mode="sum")
+            sem = F.embedding_bag(ids, self.emb.weight, per_sample_weights=w, mode="sum", sparse=True)  # --train-emb: SparseAdam
         else:
             L = min(ids.shape[1], self.cfg["gru_max"])
             packed = nn.utils.rnn.pack_padded_sequence(self.emb(ids[:, :L]), lengths.cpu().clamp(1, L),
