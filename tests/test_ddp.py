@@ -122,6 +122,16 @@ def test_torchrun_two_processes_match_one(one_process, two_processes):
 
 
 @pytest.mark.slow
+def test_torchrun_one_process_is_the_plain_run(one_process, tmp_path_factory):
+    """Every collective of the distributed path with one process (what a one-GPU machine can run
+    under NCCL) leaves the plain run's arithmetic as it is: the same weights, bit for bit."""
+    d = copy_data(tmp_path_factory, "ddp-one-torchrun")
+    r = torchrun("s04_train_tower.py", d, *S04, "--wandb", "disabled", nproc=1)
+    assert "x 1 processes (gloo)" in r.stdout
+    assert max_diff(weights(d / "s04_model.pt"), weights(one_process / "s04_model.pt")) == 0
+
+
+@pytest.mark.slow
 def test_killed_torchrun_resumes_to_the_same_model(two_processes, tmp_path_factory):
     """Both processes killed after epoch 1 (tests/launch.py as torchrun's script), then torchrun again."""
     d = copy_data(tmp_path_factory, "ddp-two-killed")
