@@ -52,12 +52,14 @@ def launched() -> bool:
 
 def setup(device: torch.device) -> tuple[Dist | None, torch.device]:
     """Join the process group when launched by torchrun: NCCL on CUDA (each process on
-    cuda:LOCAL_RANK), gloo on the CPU. Returns (None, device) for a plain single process."""
+    cuda:LOCAL_RANK; an explicit --device cuda:K only with one process per machine), gloo on the
+    CPU. Returns (None, device) for a plain single process."""
     if not launched():
         return None, device
     local = int(os.environ["LOCAL_RANK"])
     if device.type == "cuda":
-        device = torch.device("cuda", local if device.index is None else device.index)
+        one_here = int(os.environ.get("LOCAL_WORLD_SIZE", "0")) == 1
+        device = torch.device("cuda", device.index if device.index is not None and one_here else local)
         torch.cuda.set_device(device)
         backend = "nccl"
     else:
@@ -72,11 +74,6 @@ def teardown(d: Dist | None):
     if d is not None and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
-
-
-def barrier(d: Dist | None):
-    if d is not None:
-        dist.barrier()
 
 
 def local_batch(d: Dist | None, b):
