@@ -160,13 +160,21 @@ def _load_checked(out: Path, st: dict, p: dict) -> BM25Index:
         if bad:
             raise damaged(out / fname, bad, "s10_evaluate.py (it rebuilds data/bm25)")
     try:
-        r = bm25s.BM25.load(str(out), show_progress=False)
+        # memory-mapped: the posting lists stay in the page cache, shared by every process (s11's workers)
+        r = bm25s.BM25.load(str(out), show_progress=False, mmap=True)
         ids = load_npy_artifact(out / "passage_ids.npy", "s10_evaluate.py (it rebuilds data/bm25)")
     except StageError:
         raise
     except Exception as e:
         raise damaged(out, f"unreadable ({type(e).__name__})", "s10_evaluate.py (it rebuilds data/bm25)")
     return BM25Index(r, np.asarray(ids, dtype=np.int64), p)
+
+
+def stage_params(data_dir: Path) -> dict:
+    """The parameters the pipeline's BM25 uses: those s10 evaluated with (data/reports/hybrid.json),
+    DEFAULTS before s10 has run, so that s05/s08 build the index s09, s10 and s11 then load."""
+    h = read_json_artifact(Path(data_dir) / "reports" / "hybrid.json", "s10_evaluate.py", missing_ok=True) or {}
+    return h.get("bm25") if isinstance(h.get("bm25"), dict) else {}
 
 
 def load_or_build(data_dir: Path, log=print, repair: bool = True, **kw) -> BM25Index:
