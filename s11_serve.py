@@ -8,7 +8,6 @@ Pages: / (search; /?q=...&mode=...&k=...), /report (the latest s10 reports); API
 above is printed, and follows s08's switch of data/active_index.json without a restart.
 """
 import os
-import sys
 import tempfile
 import threading
 import time
@@ -73,4 +72,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    run_main(main)
