@@ -22,12 +22,12 @@ from common.serve import DEFAULT_PORT, HTTP_PROTOCOL, LiveSearcher, create_app, 
 MAX_REQUEST_BYTES = 256 * 1024
 
 
-def announce(url: str, ready, what: str):
+def announce(url: str, ready, what: str, timer):
     """Print the serving line once ready() holds (the socket is listening / every worker loaded)."""
     def wait():
         while not ready():
             time.sleep(0.05)
-        print(f"serving {url} ({what}); Ctrl-C stops it", flush=True)
+        print(f"serving {url} ({what}, ready in {timer.s:.1f} s); Ctrl-C stops it", flush=True)
     threading.Thread(target=wait, daemon=True).start()
 
 
@@ -55,14 +55,14 @@ def main():
                   h11_max_incomplete_event_size=MAX_REQUEST_BYTES, http=HTTP_PROTOCOL)
     if args.workers == 1:
         server = uvicorn.Server(uvicorn.Config(create_app(live=live), **common))
-        announce(url, lambda: server.started, what + f", ready in {t.s:.1f} s")
+        announce(url, lambda: server.started, what, t)
         server.run()
         return
     del live, a  # each worker loads its own (below); the files' pages are shared through the page cache
     ready_dir = tempfile.mkdtemp(prefix="s11-ready-")
     os.environ.update(MSMARCO_SERVE_DATA_DIR=str(args.data_dir), MSMARCO_SERVE_READY_DIR=ready_dir,
                       MSMARCO_SERVE_CHROMA_HOST=args.chroma_host or "", MSMARCO_SERVE_CHROMA_PORT=str(args.chroma_port))
-    announce(url, lambda: len(os.listdir(ready_dir)) >= args.workers, what)
+    announce(url, lambda: len(os.listdir(ready_dir)) >= args.workers, what, t)
     try:
         uvicorn.run("common.serve:create_app", factory=True, workers=args.workers, **common)
     finally:
