@@ -11,7 +11,7 @@ in the same layout (`--source DIR` with DIR/v1.1/{train,validation,test}-*.parqu
     # -> wrote data/queries.parquet (8,178 queries) and data/passages.parquet (18,533 passages)
 """
 from common import cli
-from common.artifacts import run_main, write_manifest
+from common.artifacts import run_main
 from common import msmarco
 
 
@@ -32,20 +32,14 @@ def main():
     else:
         reader, origin = msmarco.iter_hub, args.hub_repo
     total = msmarco.source_rows_estimate(args.source, args.config)
-    qpath, ppath = args.data_dir / "queries.parquet", args.data_dir / "passages.parquet"
     with tqdm(total=total, desc="s00 rows", unit="row", mininterval=1) as bar:
-        splits = ((s, reader(origin, args.config, s, args.batch_rows)) for s in msmarco.SPLITS)
-        report = msmarco.combine(qpath, ppath, splits, progress=bar)
+        report, _, _ = msmarco.combine_into(args.data_dir, origin, args.config, "s00_combine_data.py", reader,
+                                            args.batch_rows, progress=bar)
     c = report["counts"]
-    if c.get("queries", 0) == 0:
-        from common.artifacts import StageError
-        raise StageError(f"no usable rows in {origin} ({args.config}): check the source")
     problems = {k: v for k, v in c.items() if k not in ("rows_read", "queries", "passages")}
     print(f"rows read {c['rows_read']:,}; queries per split {report['queries_per_split']}")
     print("repaired or skipped: " + (", ".join(f"{k} {v:,}" for k, v in sorted(problems.items())) or "nothing"))
-    settings = {"config": args.config, "source": str(origin)}
-    qm = write_manifest(qpath, "s00_combine_data.py", settings, stats=report)
-    write_manifest(ppath, "s00_combine_data.py", settings, inputs={"queries": qm}, stats=report)
+    qpath, ppath = args.data_dir / "queries.parquet", args.data_dir / "passages.parquet"
     cli.done(f"{qpath} ({c['queries']:,} queries) and {ppath} ({c['passages']:,} passages)", t)
 
 

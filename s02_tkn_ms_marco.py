@@ -13,7 +13,8 @@ no text is dropped. Writes
 """
 from common import cli, glove
 from common.artifacts import atomic_path, require, run_main, write_manifest
-from common.vocab import CorpusTokenizer, iter_parquet_column, write_token_table
+from common.vocab import (MAX_PASSAGE_TOKENS, MAX_QUERY_TOKENS, TOKEN_TABLES, CorpusTokenizer,
+                          record_token_tables, tokenize_table)
 
 
 def main():
@@ -21,8 +22,10 @@ def main():
     p.add_argument("--glove", default=glove.DEFAULT, help="GloVe source whose words define the vocabulary")
     p.add_argument("--vocab", default="glove", choices=["glove", "corpus"],
                    help="glove: every GloVe word; corpus: only the GloVe words the corpus uses")
-    p.add_argument("--max-passage-tokens", type=cli.positive_int, default=256, help="longer passages are cut here")
-    p.add_argument("--max-query-tokens", type=cli.positive_int, default=64)
+    p.add_argument("--max-passage-tokens", type=cli.positive_int, default=MAX_PASSAGE_TOKENS,
+                   help="longer passages are cut here (recorded: the model reads this many)")
+    p.add_argument("--max-query-tokens", type=cli.positive_int, default=MAX_QUERY_TOKENS,
+                   help="longer questions are cut here (recorded: the model reads this many)")
     p.add_argument("--workers", type=cli.positive_int, default=2, help="tokeniser processes")
     p.add_argument("--batch-rows", type=cli.positive_int, default=20_000)
     args = p.parse_args()
@@ -34,22 +37,15 @@ def main():
     qm = require(d / "queries.parquet")
     pm = require(d / "passages.parquet")
     tok = CorpusTokenizer(glove.words(args.glove), workers=args.workers, whole=args.vocab == "glove")
+    limits = {"max_query_tokens": args.max_query_tokens, "max_passage_tokens": args.max_passage_tokens}
     try:
         outs = {}
-        for name, src, id_col, text_col, max_len, stats in (
-                ("passages_tok.parquet", "passages.parquet", "passage_id", "text", args.max_passage_tokens, True),
-                ("queries_tok.parquet", "queries.parquet", "query_id", "query", args.max_query_tokens, False)):
+        for name, src, id_col, text_col, limit in TOKEN_TABLES:
             n = pq.ParquetFile(d / src).metadata.num_rows
-            bar = tqdm(total=n, desc=f"s02 {name.split('_')[0]}", unit="row", mininterval=1)
-
-            def texts():
-                for col in iter_parquet_column(d / src, text_col, args.batch_rows):
-                    bar.update(len(col))
-                    yield col.to_pylist()
-            ids = (c.to_numpy() for c in iter_parquet_column(d / src, id_col, args.batch_rows))
-            with atomic_path(d / name) as tmp:
-                outs[name] = write_token_table(tmp, id_col, ids, tok.map_batches(texts(), max_len, stats))
-            bar.close()
+            with tqdm(total=n, desc=f"s02 {name.split('_')[0]}", unit="row", mininterval=1) as bar:
+                outs[name] = tokenize_table(d / src, id_col, text_col, d / name, tok, limits[limit],
+                                            count_stats=src == "passages.parquet", batch_rows=args.batch_rows,
+                                            progress=bar)
     finally:
         tok.close()
     vocab = tok.vocab(glove.describe(args.glove))
@@ -59,9 +55,7 @@ def main():
     stats = {"vocab_size": len(vocab), "passage_tokens": tok.total_tokens, "glove_coverage": coverage}
     vm = write_manifest(d / "vocab.pkl", "s02_tkn_ms_marco.py", {"glove": vocab.glove_source, "vocab": args.vocab},
                         inputs={"passages": pm, "queries": qm}, stats=stats, fingerprint=vocab.fingerprint)
-    settings = {k: v for k, v in vars(args).items() if k.startswith("max")}
-    write_manifest(d / "passages_tok.parquet", "s02_tkn_ms_marco.py", settings, inputs={"vocab": vm, "passages": pm})
-    write_manifest(d / "queries_tok.parquet", "s02_tkn_ms_marco.py", settings, inputs={"vocab": vm, "queries": qm})
+    record_token_tables(d, "s02_tkn_ms_marco.py", limits, vm, pm, qm)
     n_tok = tok.total_tokens
     print(f"vocabulary {len(vocab):,} words; {n_tok:,} passage tokens, {coverage:.1%} with a GloVe word "
           f"({n_tok / max(t.s, 1e-9):,.0f} tokens/s)")

@@ -20,6 +20,7 @@ from common.artifacts import StageError, check_lineage, require, run_main, write
 from common.corpus import load_corpus
 from common.encode import load_embeddings
 from common.model import DEFAULT_CONFIG, TwoTowerModel, stem_map
+from common.stages import script
 from common.train import attach_teacher, fit, head_start, project_teacher, train_set, validation_set
 
 
@@ -45,9 +46,9 @@ def main():
     d = args.data_dir
     corpus = load_corpus(d)
     em = require(d / "embeddings.npy")
-    check_lineage(em, "vocab", corpus.vocab_manifest, "s03_build_embedding_matrix.py")
+    check_lineage(em, "vocab", corpus.vocab_manifest, script("s03"))
     tm = require(d / "triplets.parquet")
-    check_lineage(tm, "queries", require(d / "queries.parquet"), "s01_create_triplets.py")
+    check_lineage(tm, "queries", require(d / "queries.parquet"), script("s01"))
     emb = load_embeddings(d) if not args.train_emb else np.load(d / "embeddings.npy")
     ts = train_set(corpus, pq.read_table(d / "triplets.parquet"), "train")
     if len(ts) == 0:
@@ -55,7 +56,8 @@ def main():
     vs = validation_set(corpus, "validation", args.val_pool, args.seed)
     cfg = dict(encoder=args.encoder, out_dim=args.out_dim, lex_dim=args.lex_dim, lex_scale=args.lex_scale,
                shared=args.shared_towers, freeze_emb=not args.train_emb, token_weights=not args.no_token_weights,
-               gru_hidden=args.gru_hidden, temperature=args.temperature, embeddings=em["fingerprint"])
+               gru_hidden=args.gru_hidden, temperature=args.temperature, embeddings=em["fingerprint"],
+               **corpus.token_limits)  # s02's limits: every later encoder reads them from the checkpoint
     if args.distill:
         attach_teacher(ts, corpus, args.distill_pairs, device)
     basis, head_init = head_start(ts, corpus, emb, args.out_dim, args.encoder)
@@ -71,7 +73,7 @@ def main():
     run = tracking.init(args.wandb, args.wandb_project, d, "s04_train_tower", vars(args) | cfg)
     out = d / args.out
     best, hist = fit(model, corpus, ts, vs, device, out, args.epochs, args.batch_size, args.lr, args.lr_emb,
-                     loss=args.loss, margin=args.margin, max_len=args.max_len, seed=args.seed, run=run,
+                     loss=args.loss, margin=args.margin, seed=args.seed, run=run,
                      patience=args.patience, distill=distill,
                      meta={"vocab_fingerprint": corpus.vocab.fingerprint, "stage": "s04",
                            # s07 distils through the same projection; none when s04 had no teacher

@@ -29,9 +29,16 @@ def main(argv=None, on_saved=None):
     args = p.parse_args(argv)
     t = cli.Timer()
     device = cli.setup_torch(args)
+    if args.encode_part:
+        st = build.encode_part(args.data_dir, args.data_dir / args.checkpoint, device, args.encode_part,
+                               args.encode_batch, on_saved=on_saved)
+        i, n = st["part"]
+        cli.done(f"encoded part {i}/{n}: passages {st['rows'][0]:,} to {st['rows'][1]:,} ({st['precision']['compute']}); "
+                 f"once all {n} parts are done, run {Path(__file__).name} without --encode-part", t)
+        return
     st, _ = build.build_and_activate(args.data_dir, args.data_dir / args.checkpoint, device,
                                      build.options_from_args(args), activate=not args.no_activate,
-                                     on_saved=on_saved)
+                                     on_saved=on_saved, script="s05_encode_docs_to_chromadb.py")
     print(f"{st['total']:,} passages in {t.s:.1f} s ({st['total'] / max(t.s, 1e-9):,.0f} passages/s)")
     cli.done(f"index {st['name']} ({st['total']:,} passages)"
              + ("" if args.no_activate else f", now active ({Path(args.data_dir) / state.ACTIVE})"), t)

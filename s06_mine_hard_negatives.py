@@ -11,11 +11,12 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from common import cli
-from common.artifacts import StageError, atomic_path, run_main, write_manifest
+from common.artifacts import MissingInput, StageError, atomic_path, run_main, write_manifest
 from common.corpus import load_corpus
 from common.encode import encode_rows, load_model
 from common.index import chroma_graph, store
 from common.mining import mine
+from common.stages import script
 
 
 def main():
@@ -41,20 +42,14 @@ def main():
     model, ckpt = load_model(d / args.checkpoint, corpus.vocab.fingerprint, device)
     index = store.find_built(d, ckpt["fingerprint"], args.chroma_host, args.chroma_port)
     if index is None:
-        raise StageError(f"no complete index for {args.checkpoint}: "
-                         f"run s05_encode_docs_to_chromadb.py --checkpoint {args.checkpoint} first")
+        raise MissingInput(d / "indexes", script("s05"),
+                           message=f"no complete index for {args.checkpoint}: "
+                                   f"run {script('s05')} --checkpoint {args.checkpoint} first")
 
     # training queries with a positive, with their candidate lists
-    qids, pos, cand = [], [], []
-    for s, q, pids, sel in zip(corpus.queries["split"], corpus.queries["query_id"],
-                               corpus.queries["passage_ids"], corpus.queries["is_selected"]):
-        r = {x for x, y in zip(pids, sel) if y == 1}
-        if s == "train" and r:
-            qids.append(q)
-            pos.append(r)
-            cand.append(set(pids))
-    qids = np.asarray(qids, dtype=np.int64)
-    qv = encode_rows(model, corpus.qtok, corpus.qidx.rows(qids), "query", device, max_len=64)
+    train = corpus.labelled("train")
+    qids, pos, cand = train.qids, train.relevant, [set(c) for c in train.candidates]
+    qv = encode_rows(model, corpus.qtok, corpus.qidx.rows(qids), "query", device)
     # score of each query's (first) positive, for the false-negative guard
     first_pos = corpus.pidx.rows(np.array([min(x) for x in pos], dtype=np.int64))
     pv = encode_rows(model, corpus.ptok, first_pos, "passage", device)

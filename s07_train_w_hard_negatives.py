@@ -40,7 +40,7 @@ def main():
         trip = pa.concat_tables([trip, pq.read_table(d / "triplets.parquet")])
     ts = train_set(corpus, trip, "train")
     vs = validation_set(corpus, "validation", args.val_pool, args.seed)
-    base = validate(s04, corpus, vs, device, args.max_len)
+    base = validate(s04, corpus, vs, device)
     print(f"s04 validation MRR@10 {base['mrr@10']:.4f} (same pool as below)")
     basis = ckpt.get("teacher_basis")
     if args.distill and basis is not None:  # the targets s04 learned, through the same projection
@@ -56,7 +56,7 @@ def main():
     run = tracking.init(args.wandb, args.wandb_project, d, "s07_train_w_hard_negatives", vars(args) | model.config)
     out = d / "s07_model.pt"
     best, hist = fit(model, corpus, ts, vs, device, out, args.epochs, args.batch_size, args.lr, args.lr_emb,
-                     loss=args.loss, margin=args.margin, max_len=args.max_len, seed=args.seed, run=run,
+                     loss=args.loss, margin=args.margin, seed=args.seed, run=run,
                      patience=args.patience, distill=args.distill if basis is not None else 0.0,
                      meta={"vocab_fingerprint": corpus.vocab.fingerprint, "stage": "s07",
                            **({"teacher_basis": basis} if basis is not None else {})})

@@ -22,10 +22,17 @@ def main(argv=None, on_saved=None):
     args = p.parse_args(argv)
     t = cli.Timer()
     device = cli.setup_torch(args)
+    if args.encode_part:
+        st = build.encode_part(args.data_dir, args.data_dir / args.checkpoint, device, args.encode_part,
+                               args.encode_batch, on_saved=on_saved)
+        i, n = st["part"]
+        cli.done(f"encoded part {i}/{n}: passages {st['rows'][0]:,} to {st['rows'][1]:,} ({st['precision']['compute']}); "
+                 f"once all {n} parts are done, run {Path(__file__).name} without --encode-part", t)
+        return
     bm = require(args.data_dir / args.checkpoint)
     st, old = build.build_and_activate(args.data_dir, args.data_dir / args.checkpoint, device,
                                        build.options_from_args(args), extra={"winner": bm["settings"].get("winner")},
-                                       on_saved=on_saved)
+                                       on_saved=on_saved, script="s08_reencode_all.py")
     if old and old["name"] != st["name"]:
         if args.drop_old:
             store.drop(args.data_dir, old["name"], host=old.get("chroma_host"), port=old.get("chroma_port", 8000))

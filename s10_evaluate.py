@@ -8,7 +8,7 @@ BM25; its weight tuned on the validation split). Where queries have several cand
 (real v1.1 rows) the "rerank the query's own candidates" setting is reported separately. Writes
 data/reports/eval_<split>.{json,md} and a Recall@k PNG; logs to W&B.
 
-    python s10_evaluate.py                        # test split of the data in data/
+    python s10_evaluate.py                        # test split of the data in data/ (v2.1: validation)
     python s10_evaluate.py --source ../shared/msmarco-sample --checkpoint best_model.pt
         # another dataset in the MS MARCO layout: its pool is indexed into its own index
         # (under data/external/...) with that checkpoint; the main index is left alone.
@@ -27,48 +27,39 @@ data/reports/runs/<dataset>.<system>.<setting>.trec.
 Expected on ../shared/msmarco-sample (test split): see README.md, "Reproduction".
 """
 import hashlib
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 from common import beir, cli, tracking
 from common import bm25 as bm25_mod
-from common.artifacts import StageError, require, run_main, write_json, write_manifest
+from common.artifacts import BadSetting, MissingInput, StageError, require, run_main, write_json
 from common.corpus import load_corpus
+from common.stages import script
 from common.evaluation import Evaluator, hybrid_run, metrics_for, recall_curve, tune_hybrid, write_reports
 from common.index import build as index_build, chroma_graph, store
-from common.index.state import read_progress
 from common.retrieval import DEFAULT_WEIGHTS
 
 KS = [1, 2, 3, 5, 10, 20, 30, 50, 100]
 
 
 def prepare_external(args, log=print) -> Path:
-    """Combine and tokenise another dataset with the main vocabulary into data/external/<name>/."""
+    """Another dataset in the MS MARCO layout as a data folder of its own, data/external/<name>/:
+    combined as s00 does and tokenised as s02 does with the main vocabulary and token limits,
+    once for each of them (every file recorded as made by s10)."""
     from common import msmarco
-    from common.vocab import Vocab, tokenize_with_vocab
+    from common.artifacts import mark_prepared, prepared_for
+    from common.vocab import recorded_token_limits, token_limits, tokenize_with_main_vocab
     msmarco.check_source(args.source, args.config)
-    slug = Path(args.source).resolve().name + "-" + hashlib.sha1(str(Path(args.source).resolve()).encode()).hexdigest()[:8]
-    ext = args.data_dir / "external" / slug
-    ext.mkdir(parents=True, exist_ok=True)
-    vm = require(args.data_dir / "vocab.pkl")
-    stamp = ext / "prepared.json"
-    if not (stamp.exists() and (read_progress(stamp) or {}).get("vocab") == vm["fingerprint"]):
+    src = Path(args.source).resolve()
+    ext = args.data_dir / "external" / (src.name + "-" + hashlib.sha1(str(src).encode()).hexdigest()[:8])
+    want = {"vocab": require(args.data_dir / "vocab.pkl")["fingerprint"], "limits": recorded_token_limits(args.data_dir)}
+    if not prepared_for(ext, want, defaults={"limits": token_limits()}):
+        ext.mkdir(parents=True, exist_ok=True)
         log(f"preparing {args.source} under {ext} ...")
-        splits = ((s, msmarco.iter_local(args.source, args.config, s, 10_000)) for s in msmarco.SPLITS)
-        rep = msmarco.combine(ext / "queries.parquet", ext / "passages.parquet", splits)
-        qm = write_manifest(ext / "queries.parquet", "s10_evaluate.py", {"source": args.source}, stats=rep)
-        pm = write_manifest(ext / "passages.parquet", "s10_evaluate.py", {"source": args.source}, inputs={"queries": qm})
-        shutil.copyfile(args.data_dir / "vocab.pkl", ext / "vocab.pkl")
-        vm2 = write_manifest(ext / "vocab.pkl", "s10_evaluate.py", vm["settings"], inputs={"queries": qm, "passages": pm},
-                             fingerprint=vm["fingerprint"])
-        vocab = Vocab.load(ext / "vocab.pkl")
-        for name, src, id_col, text_col, ml in (("passages_tok.parquet", "passages.parquet", "passage_id", "text", 256),
-                                                ("queries_tok.parquet", "queries.parquet", "query_id", "query", 64)):
-            tokenize_with_vocab(vocab, ext / src, id_col, text_col, ext / name, ml)
-            write_manifest(ext / name, "s10_evaluate.py", {}, inputs={"vocab": vm2})
-        write_json(stamp, {"vocab": vm["fingerprint"], "source": str(args.source)})
+        _, qm, pm = msmarco.combine_into(ext, args.source, args.config, "s10_evaluate.py")
+        tokenize_with_main_vocab(args.data_dir, ext, "s10_evaluate.py", qm, pm)
+        mark_prepared(ext, dict(want, source=str(args.source)))
     return ext
 
 
@@ -126,7 +117,9 @@ def evaluate_beir(args, device, bm25_params: dict, t):
         except StageError:
             ckpt_name = "best_model.pt"
     if not (main_dir / ckpt_name).exists():
-        raise StageError(f"{main_dir / ckpt_name} not found: run s04_train_tower.py (and s07) first, or pass --checkpoint")
+        raise MissingInput(main_dir / ckpt_name, f"{script('s04')} (and s07)",
+                           message=f"{main_dir / ckpt_name} not found: run {script('s04')} (and s07) first, "
+                                   f"or pass --checkpoint")
     ext = beir.prepare(src, main_dir)
     ds = beir.Dataset(ext)
     corpus = load_corpus(ext)
@@ -134,7 +127,7 @@ def evaluate_beir(args, device, bm25_params: dict, t):
                    chroma_port=args.chroma_port)
     opts = index_build.BuildOptions(host=args.chroma_host, port=args.chroma_port)
     if ev.model(ckpt_name) is None:
-        raise StageError(f"{main_dir / ckpt_name} not found: run s04_train_tower.py (and s07) first")
+        raise MissingInput(main_dir / ckpt_name, f"{script('s04')} (and s07)")
 
     # the checkpoints: s04, s07 where present, and the chosen one (one row per distinct model)
     dense, fp_label = [], {}
@@ -244,7 +237,11 @@ def evaluate_beir(args, device, bm25_params: dict, t):
 
 def main():
     p = cli.parser(__doc__)
-    p.add_argument("--split", default="test", choices=["test", "validation", "train"])
+    p.add_argument("--split", default="auto", choices=["auto", "test", "validation", "train"],
+                   help="auto: test, or validation when the test split has no labels (v2.1); reporting on "
+                        "validation tunes hybrid on one half of it and reports on the other")
+    p.add_argument("--max-queries", type=cli.nonneg_int_zero_means("all"), default=10_000,
+                   help="questions per split at most (a fixed sample by id), bounding s10's time at v2.1 scale")
     p.add_argument("--source", default=None, help="evaluate on another dataset in the MS MARCO layout")
     p.add_argument("--config", default="v1.1")
     p.add_argument("--checkpoint", default=None,
@@ -264,11 +261,11 @@ def main():
     args = p.parse_args()
     t = cli.Timer()
     if args.beir and args.source:
-        raise StageError("--beir and --source are two different datasets: give one")
+        raise BadSetting("--beir and --source are two different datasets: give one")
     if (args.rerank or args.rel_level != 1) and not args.beir:
-        raise StageError("--rerank and --rel-level are for --beir")
+        raise BadSetting("--rerank and --rel-level are for --beir")
     if args.rel_level < 1:
-        raise StageError("--rel-level must be 1 or more")
+        raise BadSetting("--rel-level must be 1 or more")
     bm25_params = bm25_mod.params(k1=args.bm25_k1, b=args.bm25_b)
     device = cli.setup_torch(args)
     main_dir = args.data_dir
@@ -287,13 +284,20 @@ def main():
     corpus = load_corpus(eval_dir)
     ev = Evaluator(eval_dir, main_dir, corpus, device, bm25_params=bm25_params, chroma_host=host, chroma_port=port)
     if ev.model(ckpt_name) is None:
-        raise StageError(f"{main_dir / ckpt_name} not found: run s04_train_tower.py (and s07) first")
+        raise MissingInput(main_dir / ckpt_name, f"{script('s04')} (and s07)")
     if args.source:  # index the external pool with the checkpoint, in its own index under eval_dir
         index_build.build_index(eval_dir, main_dir / ckpt_name, device, index_build.BuildOptions(host=host, port=port))
 
     # ---- hybrid weight and the best mode, on validation (never on the split being reported)
     hybrid_path = eval_dir / "reports" / "hybrid.json"
-    vq, vt, vr, _ = ev.split("validation")
+    split = args.split
+    if split == "auto":
+        split = "test" if len(ev.split("test")[0]) else "validation"
+        if split == "validation":
+            print("the test split has no labelled questions (v2.1's are unlabelled): reporting on the half of "
+                  "validation that hybrid is not tuned on")
+    halves = split == "validation"  # tune and report on disjoint halves of one split
+    vq, vt, vr, _ = ev.split("validation", part="tune" if halves else None, max_queries=args.max_queries)
     (w_dense, w_sem), val_modes = DEFAULT_WEIGHTS, {}
     if len(vq):
         d_i, d_s, _ = ev.dense(ckpt_name, vq)
@@ -312,9 +316,9 @@ def main():
     weights = {"dense": w_dense, "sem": w_sem, "bm25": round(1 - w_dense - w_sem, 2)}
 
     # ---- the split
-    qids, texts, rel, _ = ev.split(args.split)
+    qids, texts, rel, _ = ev.split(split, part="report" if halves else None, max_queries=args.max_queries)
     if not len(qids):
-        raise StageError(f"no {args.split} query has a selected passage: nothing to evaluate")
+        raise StageError(f"no {split} query has a selected passage: nothing to evaluate")
     systems, slugs = {}, {}
     bm25_name = bm25_mod.label(bm25_params)
     systems[bm25_name] = (*ev.bm25_run(texts), "bm25")
@@ -333,7 +337,7 @@ def main():
     slugs[f"hybrid ({ckpt_name.split('_')[0]} + BM25)"] = "hybrid-" + _stem(ckpt_name)
 
     rows, curves = [], {}
-    dataset = (Path(args.source).resolve().name if args.source else "msmarco") + f"-{args.split}"
+    dataset = (Path(args.source).resolve().name if args.source else "msmarco") + f"-{split}"
     qstr = [str(q) for q in qids]
     for name, (ids, sc, how) in systems.items():
         m = metrics_for(qids, rel, ids, sc)
@@ -345,12 +349,14 @@ def main():
     ex_i, _ = ev.dense_exact(ckpt_name, qids, 10)
     index_recall = float(np.mean([len(set(a[:10]) & set(b[:10])) / 10 for a, b in zip(d_i, ex_i)])) if dense_how != "exact" else None
 
-    result = {"split": args.split, "queries": int(len(qids)), "pool": int(len(corpus.ptok)), "full_pool": rows,
+    result = {"split": split, "questions": "the half of validation hybrid was not tuned on" if halves else
+              ("a fixed sample" if args.max_queries and len(qids) >= args.max_queries else "all labelled"),
+              "queries": int(len(qids)), "pool": int(len(corpus.ptok)), "full_pool": rows,
               "hybrid_weights": weights, "validation_mrr@10": val_modes, "checkpoint": ckpt_name,
               "index_recall_at_10": index_recall, "index_backend": dense_how, "data_dir": str(eval_dir), "seconds": None}
 
     # ---- rerank-own-candidates setting, where queries have several candidates
-    rq, rt, rr, rc = ev.split(args.split, rerank=True)
+    rq, rt, rr, rc = ev.split(split, rerank=True, part="report" if halves else None, max_queries=args.max_queries)
     if len(rq):
         rer = []
         for label, kind, ck in [("BM25", "bm25", None), ("GloVe average (untrained)", "glove", None)] + \
@@ -369,7 +375,7 @@ def main():
 
     result["seconds"] = round(t.s, 1)
     run = tracking.init(args.wandb, args.wandb_project, main_dir, "s10_evaluate", vars(args))
-    name = args.name or f"eval_{args.split}"
+    name = args.name or f"eval_{split}"
     paths = write_reports(eval_dir / "reports", name, result, curves, run)
     run.finish()
     from common.evaluation import markdown

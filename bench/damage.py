@@ -114,9 +114,9 @@ def shape_applies(rel: str) -> bool:
 
 
 def link_copy(src: Path, dst: Path):
-    """Hard links, except data/chroma (its writer lock is opened for writing)."""
+    """Hard links, except data/chroma and writer locks (a lock file is opened for writing)."""
     def copy(s, d):
-        if "chroma" in Path(s).relative_to(src).parts[:1]:
+        if "chroma" in Path(s).relative_to(src).parts[:1] or Path(s).name == "writer.lock":
             return shutil.copy2(s, d)
         return os.link(s, d)
     shutil.copytree(src, dst, copy_function=copy, symlinks=True,

@@ -12,6 +12,9 @@ Damage is told apart from absence: `require()` compares the file with what its m
 below (read_json_artifact, read_parquet_artifact, load_npy_artifact, load_pickle_artifact) turn
 whatever a damaged file raises into one StageError that names the file, what is wrong with it and
 the script to re-run.
+
+Errors are typed (MissingInput, DamagedInput, LineageMismatch, BadSetting, ...: all StageError,
+each holding the path and script its message names); run_main prints any of them as one line.
 """
 from __future__ import annotations
 
@@ -28,7 +31,47 @@ HASH_LIMIT = 1 << 20  # files up to this size get a sha256 in their manifest (ha
 
 
 class StageError(RuntimeError):
-    """A problem the user fixes by doing something; printed as one line, no traceback."""
+    """A problem the user fixes by doing something; printed as one line, no traceback. The
+    subclasses below carry what the message is made of, for code that handles them."""
+
+
+class MissingInput(StageError):
+    """An input file that is not there: "<path> not found: run <producer> first" (`message` for the
+    few that say it otherwise)."""
+
+    def __init__(self, path, producer: str | None = None, detail: str | None = None, message: str | None = None):
+        self.path, self.producer = Path(path), producer or producer_of(path)
+        super().__init__(message or f"{path} not found: run {self.producer} first" + (f" ({detail})" if detail else ""))
+
+
+class DamagedInput(StageError):
+    """An input file that is there but not what its producer writes: "<path> is <what>: re-run <producer>"
+    (`message` for the few that say it otherwise)."""
+
+    def __init__(self, path, what: str, producer: str | None = None, message: str | None = None):
+        self.path, self.what, self.producer = Path(path), what, producer or producer_of(path)
+        super().__init__(message or f"{path} is {what}: re-run {self.producer}")
+
+
+class LineageMismatch(StageError):
+    """Two inputs that do not descend from the same files: "<child> was made from another <parent>
+    (<got> != <want>): re-run <rerun>" (`message` for the few that say it otherwise)."""
+
+    def __init__(self, child: str, parent: str, got, want, rerun: str, message: str | None = None):
+        self.child, self.parent, self.got, self.want, self.rerun = child, parent, got, want, rerun
+        super().__init__(message or f"{child} was made from another {parent} ({got} != {want}): re-run {rerun}")
+
+
+class BadSetting(StageError):
+    """An option (or a combination of options) the stage cannot work with."""
+
+
+class BadSource(StageError):
+    """A dataset or file given on the command line (not a stage's output) that cannot be read."""
+
+
+class BadInstall(StageError):
+    """A package the project needs is missing or not the one it should be."""
 
 
 def run_main(main):
@@ -117,15 +160,22 @@ def manifest_path(path) -> Path:
     return path.with_name(path.name + ".manifest.json")
 
 
+# Marks a data folder that s10 prepared from another dataset (data/external/<name>/): every file in
+# it is s10's, whatever its name, and what it was prepared from is recorded in it.
+PREPARED = "prepared.json"
+
+
 def producer_of(path) -> str:
     """The script that writes `path` (for "run/re-run X" messages)."""
     path = Path(path)
     name = path.name[:-len(".manifest.json")] if path.name.endswith(".manifest.json") else path.name
-    from .stages import producer
+    from .stages import producer, script
+    if any((p / PREPARED).exists() for p in (path.parent, path.parent.parent)):
+        return producer("external")
     found = producer(name) or producer(path.parent.name)  # a file inside data/bm25/ or data/indexes/
     if found:
         return found
-    return "s04_train_tower.py" if name.endswith(".pt") else "the stage that makes it"
+    return script("s04") if name.endswith(".pt") else "the stage that makes it"
 
 
 def file_facts(path) -> dict:
@@ -231,8 +281,8 @@ def npy_damage(path: Path, n: int, shape=None) -> str | None:
     return None
 
 
-def damaged(path, what: str, producer: str | None = None) -> StageError:
-    return StageError(f"{path} is {what}: re-run {producer or producer_of(path)}")
+def damaged(path, what: str, producer: str | None = None) -> DamagedInput:
+    return DamagedInput(path, what, producer)
 
 
 def read_json_artifact(path, producer: str | None = None, missing_ok: bool = False):
@@ -245,7 +295,7 @@ def read_json_artifact(path, producer: str | None = None, missing_ok: bool = Fal
     except FileNotFoundError:
         if missing_ok:
             return None
-        raise StageError(f"{path} not found: run {producer} first")
+        raise MissingInput(path, producer)
     except OSError as e:
         raise damaged(path, f"unreadable ({e.strerror or type(e).__name__})", producer)
     try:
@@ -269,7 +319,7 @@ def load_npy_artifact(path, producer: str | None = None, mmap_mode=None, shape: 
     path = Path(path)
     producer = producer or producer_of(path)
     if not path.exists():
-        raise StageError(f"{path} not found: run {producer} first")
+        raise MissingInput(path, producer)
     bad = npy_damage(path, path.stat().st_size)
     if bad:
         raise damaged(path, bad, producer)
@@ -293,7 +343,7 @@ def read_parquet_artifact(path, producer: str | None = None, columns: list | Non
     path = Path(path)
     producer = producer or producer_of(path)
     if not path.exists():
-        raise StageError(f"{path} not found: run {producer} first")
+        raise MissingInput(path, producer)
     bad = format_damage(path)
     if bad:
         raise damaged(path, bad, producer)
@@ -336,13 +386,14 @@ def load_pickle_artifact(path, producer: str | None = None):
         def find_class(self, module, name):
             if (module, name) in SAFE_PICKLE_GLOBALS:
                 return super().find_class(module, name)
-            raise StageError(f"{path} holds a {module}.{name} object, which this file never holds: refused "
-                             f"(it would run code on loading); re-run {producer}")
+            raise DamagedInput(path, f"a pickle holding a {module}.{name} object", producer,
+                               f"{path} holds a {module}.{name} object, which this file never holds: refused "
+                               f"(it would run code on loading); re-run {producer}")
 
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise StageError(f"{path} not found: run {producer} first")
+        raise MissingInput(path, producer)
     try:
         return Restricted(io.BytesIO(raw)).load()
     except StageError:
@@ -353,6 +404,23 @@ def load_pickle_artifact(path, producer: str | None = None):
         what = "cut short (the pickle ends part-way)" if "truncated" in str(e).lower() or "ran out" in str(e).lower() \
             else f"not a readable pickle ({type(e).__name__})"
         raise damaged(path, what, producer)
+
+
+def prepared_for(folder, want: dict, defaults: dict | None = None) -> bool:
+    """Whether `folder` was prepared from what `want` names: its PREPARED record holds the same
+    values (`defaults` for a key an older record lacks). Missing or damaged: prepare it again."""
+    try:
+        have = read_json_artifact(Path(folder) / PREPARED, missing_ok=True)
+    except StageError:
+        return False
+    if have is None:
+        return False
+    return all(have.get(k, (defaults or {}).get(k)) == v for k, v in want.items())
+
+
+def mark_prepared(folder, record: dict):
+    """Record what `folder` was prepared from (written last: a folder without it is prepared again)."""
+    write_json(Path(folder) / PREPARED, record)
 
 
 def write_manifest(path, script: str, settings: dict | None = None, inputs: dict | None = None,
@@ -377,11 +445,11 @@ def require(path, what: str | None = None) -> dict:
     path = Path(path)
     producer = producer_of(path)
     if not path.exists():
-        raise StageError(f"{path} not found: run {producer} first"
-                         + (f" ({what})" if what else ""))
+        raise MissingInput(path, producer, what)
     mp = manifest_path(path)
     if not mp.exists():
-        raise StageError(f"{path} has no manifest (written by an older or interrupted run): re-run {producer}")
+        raise DamagedInput(path, "without a manifest", producer,
+                           f"{path} has no manifest (written by an older or interrupted run): re-run {producer}")
     m = read_json_artifact(mp, producer)
     if not isinstance(m.get("fingerprint"), str):
         raise damaged(mp, "not a manifest (no fingerprint)", producer)
@@ -395,5 +463,4 @@ def check_lineage(child: dict, input_name: str, parent: dict, rerun: str):
     """Refuse when `child` was not made from this exact `parent`."""
     got = child.get("inputs", {}).get(input_name)
     if got != parent["fingerprint"]:
-        raise StageError(f"{child['file']} was made from another {parent['file']} "
-                         f"({got} != {parent['fingerprint']}): re-run {rerun}")
+        raise LineageMismatch(child["file"], parent["file"], got, parent["fingerprint"], rerun)

@@ -17,20 +17,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .artifacts import StageError, atomic_path, read_json_artifact, require, tmp_path, write_json, write_manifest
+from .artifacts import (BadSetting, BadSource, atomic_path, mark_prepared, prepared_for, require, tmp_path,
+                        write_manifest)
+from .stages import script
 from .text import normalize
 
 QRELS = Path("qrels") / "test.tsv"
 FILES = ("corpus.jsonl", "queries.jsonl", str(QRELS))
 RUN_DEPTH = 100  # documents per query in the run files we write, and the rerank setting's candidates
 FORMAT = 1       # bump when the prepared folder's layout changes: older ones are prepared again
+PREPARER = script("s10")  # s10 --beir prepares the folder: its files' manifests name s10
 
 PASSAGE_SCHEMA = pa.schema([("passage_id", pa.int64()), ("doc_id", pa.string()), ("title", pa.string()),
                             ("text", pa.string())])
@@ -52,8 +54,8 @@ def int_ids(strings: list[str], what: str) -> np.ndarray:
     if len(np.unique(ids)) != len(ids):
         u, inv, cnt = np.unique(ids, return_inverse=True, return_counts=True)
         clash = [s for s, i in zip(strings, inv) if cnt[i] > 1][:2]
-        raise StageError(f"two {what} ids hash to the same 63-bit id ({clash[0]!r} and {clash[1]!r}): "
-                         f"rename one of them")
+        raise BadSource(f"two {what} ids hash to the same 63-bit id ({clash[0]!r} and {clash[1]!r}): "
+                        f"rename one of them")
     return ids
 
 
@@ -61,14 +63,14 @@ def int_ids(strings: list[str], what: str) -> np.ndarray:
 def _lines(path: Path):
     path = Path(path)
     if not path.is_file():
-        raise StageError(f"{path} not found: a BEIR folder holds corpus.jsonl, queries.jsonl and qrels/test.tsv")
+        raise BadSource(f"{path} not found: a BEIR folder holds corpus.jsonl, queries.jsonl and qrels/test.tsv")
     try:
         with open(path, encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
                 if line.strip():
                     yield n, line
     except UnicodeDecodeError as e:
-        raise StageError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})")
+        raise BadSource(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})")
 
 
 def _records(path: Path, fields: tuple[str, ...]):
@@ -76,16 +78,16 @@ def _records(path: Path, fields: tuple[str, ...]):
         try:
             r = json.loads(line)
         except json.JSONDecodeError as e:
-            raise StageError(f"{path} line {n} is not JSON ({e.msg}): fix or re-download the file")
+            raise BadSource(f"{path} line {n} is not JSON ({e.msg}): fix or re-download the file")
         if not isinstance(r, dict) or "_id" not in r:
-            raise StageError(f"{path} line {n} has no \"_id\": each line must be a JSON object with {', '.join(fields)}")
+            raise BadSource(f"{path} line {n} has no \"_id\": each line must be a JSON object with {', '.join(fields)}")
         vals = [str(r["_id"])]
         for k in fields[1:]:
             v = r.get(k, "")
             if v is None:
                 v = ""
             if not isinstance(v, str):
-                raise StageError(f"{path} line {n}: \"{k}\" is a {type(v).__name__}, not a string")
+                raise BadSource(f"{path} line {n}: \"{k}\" is a {type(v).__name__}, not a string")
             vals.append(v)
         yield n, vals
 
@@ -95,11 +97,11 @@ def read_corpus(path: Path) -> list[tuple[str, str, str]]:
     out, seen = [], set()
     for n, (i, title, text) in _records(path, ("_id", "title", "text")):
         if i in seen:
-            raise StageError(f"{path} line {n}: document id {i!r} appears twice")
+            raise BadSource(f"{path} line {n}: document id {i!r} appears twice")
         seen.add(i)
         out.append((i, title, text))
     if not out:
-        raise StageError(f"{path} holds no documents")
+        raise BadSource(f"{path} holds no documents")
     return out
 
 
@@ -107,10 +109,10 @@ def read_queries(path: Path) -> dict[str, str]:
     out = {}
     for n, (i, text) in _records(path, ("_id", "text")):
         if i in out:
-            raise StageError(f"{path} line {n}: query id {i!r} appears twice")
+            raise BadSource(f"{path} line {n}: query id {i!r} appears twice")
         out[i] = text
     if not out:
-        raise StageError(f"{path} holds no queries")
+        raise BadSource(f"{path} holds no queries")
     return out
 
 
@@ -137,11 +139,11 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
         if g is None:
             if n == 1 and len(f) == 3:
                 continue  # the header
-            raise StageError(f"{path} line {n} is not 'query-id <tab> corpus-id <tab> score' "
-                             f"(an integer score): {line.strip()[:100]!r}")
+            raise BadSource(f"{path} line {n} is not 'query-id <tab> corpus-id <tab> score' "
+                            f"(an integer score): {line.strip()[:100]!r}")
         out.setdefault(f[0], {})[f[1]] = g
     if not out:
-        raise StageError(f"{path} holds no judgments")
+        raise BadSource(f"{path} holds no judgments")
     return out
 
 
@@ -156,11 +158,11 @@ def read_run(path: Path) -> dict[str, list[tuple[str, float]]]:
                 raise ValueError
             rank, score = int(f[3]), float(f[4])
         except ValueError:
-            raise StageError(f"{path} line {n} is not a TREC run line 'qid Q0 docid rank score tag': "
-                             f"{line.strip()[:100]!r}")
+            raise BadSource(f"{path} line {n} is not a TREC run line 'qid Q0 docid rank score tag': "
+                            f"{line.strip()[:100]!r}")
         rows.setdefault(f[0], []).append((rank, n, f[2], score))
     if not rows:
-        raise StageError(f"{path} holds no run lines")
+        raise BadSource(f"{path} holds no run lines")
     out = {}
     for q, r in rows.items():
         seen, docs = set(), []
@@ -210,10 +212,10 @@ def ranx_run(run: dict[str, list[tuple[str, float]]]) -> dict[str, dict[str, flo
 def check_dir(beir_dir) -> Path:
     d = Path(beir_dir)
     if not d.is_dir():
-        raise StageError(f"--beir {d} is not a folder: give one in the BEIR layout (corpus.jsonl, queries.jsonl, qrels/test.tsv)")
+        raise BadSetting(f"--beir {d} is not a folder: give one in the BEIR layout (corpus.jsonl, queries.jsonl, qrels/test.tsv)")
     for f in FILES:
         if not (d / f).is_file():
-            raise StageError(f"{d / f} not found: a BEIR folder holds corpus.jsonl, queries.jsonl and qrels/test.tsv")
+            raise BadSource(f"{d / f} not found: a BEIR folder holds corpus.jsonl, queries.jsonl and qrels/test.tsv")
     return d
 
 
@@ -234,20 +236,14 @@ def prepare(beir_dir, main_dir, log=print) -> Path:
     """The BEIR folder as a pipeline data folder under main_dir/external/, prepared once (again when
     its files or the main vocabulary change). Returns that folder."""
     from .bm25 import indexed_texts
-    from .vocab import Vocab, tokenize_with_vocab
+    from .vocab import recorded_token_limits, token_limits, tokenize_with_main_vocab
     src = check_dir(beir_dir)
     main_dir = Path(main_dir)
-    vm = require(main_dir / "vocab.pkl")
     ext = folder_for(src, main_dir)
-    stamp = ext / "prepared.json"
-    want = {"vocab": vm["fingerprint"], "source": str(src.resolve()), "files": _stat(src), "format": FORMAT}
-    if stamp.exists():
-        try:
-            have = read_json_artifact(stamp, missing_ok=True) or {}
-        except StageError:
-            have = {}  # damaged: prepared again (by rename)
-        if all(have.get(k) == v for k, v in want.items()):
-            return ext
+    want = {"vocab": require(main_dir / "vocab.pkl")["fingerprint"], "source": str(src.resolve()),
+            "files": _stat(src), "format": FORMAT, "limits": recorded_token_limits(main_dir)}
+    if prepared_for(ext, want, defaults={"limits": token_limits()}):
+        return ext
     ext.mkdir(parents=True, exist_ok=True)
     log(f"preparing {src} under {ext} ...")
     docs = read_corpus(src / "corpus.jsonl")
@@ -283,8 +279,8 @@ def prepare(beir_dir, main_dir, log=print) -> Path:
                      ("grades", [max(-128, min(127, g)) for _, g in judged])):
             cols[k].append(v)
     if not judged_q:
-        raise StageError(f"no query of {src / 'queries.jsonl'} has a judgment in {src / QRELS} on a corpus "
-                         f"document: are the ids the same in all three files?")
+        raise BadSource(f"no query of {src / 'queries.jsonl'} has a judgment in {src / QRELS} on a corpus "
+                        f"document: are the ids the same in all three files?")
     stats = {"documents": len(doc_ids), "empty_documents_left_out": empty, "queries": len(q_ids),
              "judged_queries": judged_q, "judgments_on_documents_not_in_corpus": unjudged_doc,
              "judged_query_ids_not_in_queries": unknown_q,
@@ -293,25 +289,18 @@ def prepare(beir_dir, main_dir, log=print) -> Path:
     with atomic_path(ext / "queries.parquet") as tmp:
         pq.write_table(pa.table(cols, schema=QUERY_SCHEMA), tmp)
     settings = {"beir": str(src.resolve())}
-    qm = write_manifest(ext / "queries.parquet", "s10_evaluate.py", settings, stats=stats)
+    qm = write_manifest(ext / "queries.parquet", PREPARER, settings, stats=stats)
     with atomic_path(ext / "passages.parquet") as tmp:
         pq.write_table(ptab, tmp)
-    pm = write_manifest(ext / "passages.parquet", "s10_evaluate.py", settings, inputs={"queries": qm}, stats=stats)
-    shutil.copyfile(main_dir / "vocab.pkl", ext / "vocab.pkl")
-    vm2 = write_manifest(ext / "vocab.pkl", "s10_evaluate.py", vm["settings"], inputs={"queries": qm, "passages": pm},
-                         fingerprint=vm["fingerprint"])
-    vocab = Vocab.load(ext / "vocab.pkl")
+    pm = write_manifest(ext / "passages.parquet", PREPARER, settings, inputs={"queries": qm}, stats=stats)
     # the encoder sees what BM25 indexes: title + " " + text
     contents = tmp_path(ext / "contents.parquet")
     pq.write_table(pa.table({"passage_id": pids, "text": indexed_texts(ptab)}), contents)
     try:
-        tokenize_with_vocab(vocab, contents, "passage_id", "text", ext / "passages_tok.parquet", 256)
+        tokenize_with_main_vocab(main_dir, ext, PREPARER, qm, pm, sources={"passages_tok.parquet": contents})
     finally:
         contents.unlink(missing_ok=True)
-    write_manifest(ext / "passages_tok.parquet", "s10_evaluate.py", {}, inputs={"vocab": vm2})
-    tokenize_with_vocab(vocab, ext / "queries.parquet", "query_id", "query", ext / "queries_tok.parquet", 64)
-    write_manifest(ext / "queries_tok.parquet", "s10_evaluate.py", {}, inputs={"vocab": vm2})
-    write_json(stamp, dict(want, stats=stats))
+    mark_prepared(ext, dict(want, stats=stats))
     log(f"  {len(doc_ids):,} documents ({stats['duplicate_texts']:,} with a text another one has, each kept "
         f"under its own id), {len(q_ids):,} queries, {judged_q:,} of them judged")
     return ext

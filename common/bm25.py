@@ -12,6 +12,7 @@ import numpy as np
 
 from .artifacts import (StageError, damage, damaged, file_facts, load_npy_artifact, read_json_artifact,
                         remove_stale_tmp, require, tmp_path, write_json)
+from .stages import script
 from .text import normalize
 
 
@@ -22,6 +23,7 @@ METHOD = "lucene"
 STOPWORDS = "en"      # bm25s's English list; None: keep every word
 STEMMER = "english"   # a Snowball (PyStemmer) language; None: no stemming
 DEFAULTS = {"k1": K1, "b": B, "method": METHOD, "stopwords": STOPWORDS, "stemmer": STEMMER}
+REBUILDS = f"{script('s10')} (it rebuilds data/bm25)"  # who to re-run when data/bm25 is damaged
 
 
 def params(**kw) -> dict:
@@ -158,22 +160,22 @@ def _load_checked(out: Path, st: dict, p: dict) -> BM25Index:
     for fname, facts in (st.get("files") or {}).items():
         bad = damage(out / fname, facts)
         if bad:
-            raise damaged(out / fname, bad, "s10_evaluate.py (it rebuilds data/bm25)")
+            raise damaged(out / fname, bad, REBUILDS)
     try:
         # memory-mapped: the posting lists stay in the page cache, shared by every process (s11's workers)
         r = bm25s.BM25.load(str(out), show_progress=False, mmap=True)
-        ids = load_npy_artifact(out / "passage_ids.npy", "s10_evaluate.py (it rebuilds data/bm25)")
+        ids = load_npy_artifact(out / "passage_ids.npy", REBUILDS)
     except StageError:
         raise
     except Exception as e:
-        raise damaged(out, f"unreadable ({type(e).__name__})", "s10_evaluate.py (it rebuilds data/bm25)")
+        raise damaged(out, f"unreadable ({type(e).__name__})", REBUILDS)
     return BM25Index(r, np.asarray(ids, dtype=np.int64), p)
 
 
 def stage_params(data_dir: Path) -> dict:
     """The parameters the pipeline's BM25 uses: those s10 evaluated with (data/reports/hybrid.json),
     DEFAULTS before s10 has run, so that s05/s08 build the index s09, s10 and s11 then load."""
-    h = read_json_artifact(Path(data_dir) / "reports" / "hybrid.json", "s10_evaluate.py", missing_ok=True) or {}
+    h = read_json_artifact(Path(data_dir) / "reports" / "hybrid.json", script("s10"), missing_ok=True) or {}
     return h.get("bm25") if isinstance(h.get("bm25"), dict) else {}
 
 
@@ -189,7 +191,7 @@ def load_or_build(data_dir: Path, log=print, repair: bool = True, **kw) -> BM25I
     stamp = out / "source.json"
     if stamp.exists():
         try:
-            st = read_json_artifact(stamp, "s10_evaluate.py (it rebuilds data/bm25)")
+            st = read_json_artifact(stamp, REBUILDS)
             if st.get("passages") == pm["fingerprint"] and st.get("params") == p:
                 return _load_checked(out, st, p)
         except StageError as e:

@@ -18,8 +18,12 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The docstring as written (its examples keep their lines), and each option's default."""
+
+
 def parser(doc: str) -> argparse.ArgumentParser:
-    p = Parser(description=doc, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(description=doc, formatter_class=HelpFormatter)
     p.add_argument("--data-dir", default="data", type=Path, help="folder the stages share")
     return p
 
@@ -106,8 +110,8 @@ def setup_torch(args):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(args.device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        from .artifacts import StageError
-        raise StageError("--device cuda asked for, but torch sees no GPU: use --device cpu")
+        from .artifacts import BadSetting
+        raise BadSetting("--device cuda asked for, but torch sees no GPU: use --device cpu")
     return dev
 
 
@@ -140,7 +144,6 @@ def add_train(p: argparse.ArgumentParser, epochs: int, lr: float, lr_emb: float 
                    help="triplet: margin between the positive and the triplet's negative (default); "
                         "inbatch: softmax over every passage in the batch")
     p.add_argument("--margin", type=nonneg_float, default=0.2, help="triplet loss margin")
-    p.add_argument("--max-len", type=positive_int, default=256, help="passage tokens the model reads")
     p.add_argument("--val-pool", type=positive_int, default=200_000,
                    help="validation ranks against at most this many pool passages (all, if fewer)")
     p.add_argument("--patience", type=nonneg_int_zero_means("never stop early"), default=0, help="stop after this many epochs without improvement (0: never)")

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import StageError, check_lineage, read_parquet_artifact, require
-from .vocab import TokenTable, Vocab
+from .artifacts import LineageMismatch, check_lineage, read_parquet_artifact, require
+from .stages import script
+from .triplets import positives
+from .vocab import TokenTable, Vocab, token_limits
 
 
 def find_sorted(sorted_keys, keys) -> tuple[np.ndarray, np.ndarray]:
@@ -23,7 +25,8 @@ def find_sorted(sorted_keys, keys) -> tuple[np.ndarray, np.ndarray]:
 class IdIndex:
     """Vectorised id -> row lookup (ids are int64 hashes)."""
 
-    def __init__(self, ids: np.ndarray):
+    def __init__(self, ids: np.ndarray, producer: str | None = None):
+        self.producer = producer or script("s02")  # the script that wrote the token table
         self.ids = np.asarray(ids, dtype=np.int64)
         self.order = np.argsort(self.ids, kind="stable")
         self.sorted = self.ids[self.order]
@@ -31,8 +34,42 @@ class IdIndex:
     def rows(self, ids) -> np.ndarray:
         pos, found = find_sorted(self.sorted, ids)
         if not found.all():
-            raise StageError("ids missing from the tokenised tables: re-run s02_tkn_ms_marco.py")
+            raise LineageMismatch("the query or passage table", "tokenised tables", None, None, self.producer,
+                                  f"ids missing from the tokenised tables: re-run {self.producer}")
         return self.order[pos]
+
+
+@dataclass
+class LabelledQuestions:
+    """The questions of a split that have a selected passage, in the query table's order."""
+    qids: np.ndarray             # int64
+    relevant: list               # per question: the set of its selected passage ids
+    candidates: list             # per question: its candidate passage ids (list, in order)
+    texts: list | None = None    # per question: its text (when the table read had the query column)
+
+    def __len__(self):
+        return len(self.qids)
+
+
+def labelled_questions(queries: dict, split: str, min_candidates: int = 1) -> LabelledQuestions:
+    """The questions of `split` with at least one selected passage (and at least `min_candidates`
+    candidates: 2 for the "rerank its own candidates" setting). `queries`: columns of queries.parquet
+    as Python lists (split, query_id, passage_ids, is_selected, and query for the texts)."""
+    qids, rel, cands, texts = [], [], [], []
+    has_text = "query" in queries
+    for n, (s, q, pids, sel) in enumerate(zip(queries["split"], queries["query_id"],
+                                              queries["passage_ids"], queries["is_selected"])):
+        if s != split:
+            continue
+        r = set(positives(pids, sel))
+        if not r or len(pids) < min_candidates:
+            continue
+        qids.append(q)
+        rel.append(r)
+        cands.append(list(pids))
+        if has_text:
+            texts.append(queries["query"][n])
+    return LabelledQuestions(np.asarray(qids, dtype=np.int64), rel, cands, texts if has_text else None)
 
 
 @dataclass
@@ -45,36 +82,43 @@ class Corpus:
     queries: dict          # split, query_id, passage_ids, is_selected (python lists)
     pidx: IdIndex
     qidx: IdIndex
+    token_limits: dict     # max_query_tokens, max_passage_tokens: where s02 cut the tables
+
+    def labelled(self, split: str) -> LabelledQuestions:
+        return labelled_questions(self.queries, split)
 
     def split_queries(self, split: str):
-        """(query rows in qtok, relevant passage-id sets) for queries of `split` with a positive."""
-        qids, rel = [], []
-        for s, q, pids, sel in zip(self.queries["split"], self.queries["query_id"],
-                                   self.queries["passage_ids"], self.queries["is_selected"]):
-            if s == split:
-                r = {p for p, x in zip(pids, sel) if x == 1}
-                if r:
-                    qids.append(q)
-                    rel.append(r)
-        return np.asarray(qids, dtype=np.int64), rel
+        """(query ids, relevant passage-id sets) for queries of `split` with a positive."""
+        q = self.labelled(split)
+        return q.qids, q.relevant
+
+
+def _maker(manifest: dict) -> str:
+    """The script a manifest says wrote its file (s02, or s10 in a folder it prepared)."""
+    return manifest.get("script") or script("s02")
 
 
 def load_vocab(data_dir: Path):
     vm = require(data_dir / "vocab.pkl")
-    return Vocab.load(data_dir / "vocab.pkl"), vm
+    return Vocab.load(data_dir / "vocab.pkl", _maker(vm)), vm
 
 
 def load_corpus(data_dir: Path, need_queries: bool = True) -> Corpus:
     d = Path(data_dir)
     vocab, vm = load_vocab(d)
+    tok = {}
     for name in ("passages_tok.parquet", "queries_tok.parquet"):
-        check_lineage(require(d / name), "vocab", vm, "s02_tkn_ms_marco.py")
+        tok[name] = require(d / name)
+        check_lineage(tok[name], "vocab", vm, _maker(tok[name]))
     qm = require(d / "queries.parquet")
-    check_lineage(vm, "queries", qm, "s02_tkn_ms_marco.py")
-    ptok = TokenTable.read(d / "passages_tok.parquet", "passage_id")
-    qtok = TokenTable.read(d / "queries_tok.parquet", "query_id")
+    check_lineage(vm, "queries", qm, _maker(vm))
+    pm_tok, qm_tok = tok["passages_tok.parquet"], tok["queries_tok.parquet"]
+    limits = token_limits(pm_tok["settings"], qm_tok["settings"])
+    ptok = TokenTable.read(d / "passages_tok.parquet", "passage_id", _maker(pm_tok))
+    qtok = TokenTable.read(d / "queries_tok.parquet", "query_id", _maker(qm_tok))
     queries = {}
     if need_queries:
         queries = read_parquet_artifact(d / "queries.parquet",
                                         columns=["split", "query_id", "passage_ids", "is_selected"]).to_pydict()
-    return Corpus(d, vocab, vm, ptok, qtok, queries, IdIndex(ptok.ids), IdIndex(qtok.ids))
+    return Corpus(d, vocab, vm, ptok, qtok, queries, IdIndex(ptok.ids, _maker(pm_tok)),
+                  IdIndex(qtok.ids, _maker(qm_tok)), limits)

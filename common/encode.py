@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .artifacts import StageError, require
+from .artifacts import DamagedInput, LineageMismatch, MissingInput, damage, require
 from .model import TwoTowerModel
+from .stages import producer, script
 from .vocab import TokenTable
 
 
@@ -21,21 +22,19 @@ def autocast(device: torch.device):
 
 def load_model(path: Path, vocab_fp: str, device) -> tuple[TwoTowerModel, dict]:
     """Load a checkpoint, refusing one trained on another vocabulary."""
-    from .stages import producer
     path = Path(path)
     if not path.exists():
-        raise StageError(f"{path} not found: run {producer(path.name) or 's04_train_tower.py'} first")
-    from .artifacts import damage, producer_of
+        raise MissingInput(path, producer(path.name) or script("s04"))
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain containers only
     except Exception as e:
-        what = damage(path, None) or f"not a readable checkpoint ({type(e).__name__})"
-        raise StageError(f"{path} is {what}: re-run {producer_of(path)}")
+        raise DamagedInput(path, damage(path, None) or f"not a readable checkpoint ({type(e).__name__})")
     if not isinstance(ckpt, dict) or "config" not in ckpt or "state_dict" not in ckpt:
-        raise StageError(f"{path} is not a checkpoint of this project: re-run {producer_of(path)}")
+        raise DamagedInput(path, "not a checkpoint of this project")
     if ckpt.get("vocab_fingerprint") != vocab_fp:
-        raise StageError(f"{path} was trained on another vocabulary ({ckpt.get('vocab_fingerprint')} != {vocab_fp}): "
-                         f"re-run s04_train_tower.py")
+        got = ckpt.get("vocab_fingerprint")
+        raise LineageMismatch(path.name, "vocab.pkl", got, vocab_fp, script("s04"),
+                              f"{path} was trained on another vocabulary ({got} != {vocab_fp}): re-run {script('s04')}")
     require(path)  # a checkpoint without a manifest is from a training run that was interrupted
     emb = None
     if not TwoTowerModel.holds_embeddings(ckpt):
@@ -50,17 +49,19 @@ def load_embeddings(data_dir: Path, fingerprint: str | None = None) -> np.ndarra
     p = Path(data_dir) / "embeddings.npy"
     m = require(p)
     if fingerprint and m["fingerprint"] != fingerprint:
-        raise StageError(f"{p} is not the word table this checkpoint was trained with: re-run s04_train_tower.py "
-                         f"(or s03_build_embedding_matrix.py with the settings it had)")
+        raise LineageMismatch("the checkpoint", p.name, fingerprint, m["fingerprint"], script("s04"),
+                              f"{p} is not the word table this checkpoint was trained with: re-run {script('s04')} "
+                              f"(or {script('s03')} with the settings it had)")
     return np.load(p, mmap_mode="c")
 
 
 @torch.no_grad()
 def encode_rows(model: TwoTowerModel, table: TokenTable, rows: np.ndarray, which: str, device,
-                batch_size: int = 1024, max_len: int = 256, progress=None) -> np.ndarray:
+                batch_size: int = 1024, max_len: int | None = None, progress=None) -> np.ndarray:
     """Vectors for table rows `rows`, in that order. Rows are batched by length so that little
-    padding is computed; the order is restored at the end."""
+    padding is computed; the order is restored at the end. max_len: the model's limit for `which`."""
     model.eval()
+    max_len = max_len or model.max_tokens(which)
     enc = model.encode_passage if which == "passage" else model.encode_query
     rows = np.asarray(rows)
     out = np.empty((len(rows), model.dim), dtype=np.float32)
@@ -77,9 +78,11 @@ def encode_rows(model: TwoTowerModel, table: TokenTable, rows: np.ndarray, which
 
 
 def encode_texts(model: TwoTowerModel, vocab, texts: list[str], device, which: str = "query",
-                 max_len: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Vectors for raw texts; also returns how many known (non-<unk>) words each text had."""
+                 max_len: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors for raw texts; also returns how many known (non-<unk>) words each text had.
+    max_len: the model's limit for `which`."""
     from .vocab import UNK
+    max_len = max_len or model.max_tokens(which)
     ids = [vocab.encode(t, max_len) or [UNK] for t in texts]
     known = np.array([sum(1 for i in x if i != UNK) for x in ids])
     width = max(len(x) for x in ids)

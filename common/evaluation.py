@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 from . import bm25 as bm25_mod
 from . import retrieval
 from .artifacts import atomic_path, write_json
-from .corpus import find_sorted
+from .corpus import find_sorted, labelled_questions
 from .encode import encode_rows, load_model
 from .metrics import REPORTED, evaluate, ranked_to_run
 
@@ -34,17 +34,13 @@ class Evaluator:
         self._models, self._indexes, self._aligned = {}, {}, False
 
     # ------------------------------------------------------------ queries of a split
-    def split(self, split: str, rerank: bool = False):
-        qids, texts, rel, cands = [], [], [], []
-        for s, q, t, pids, sel in zip(self.q["split"], self.q["query_id"], self.q["query"], self.q["passage_ids"], self.q["is_selected"]):
-            r = {p for p, x in zip(pids, sel) if x == 1}
-            if s != split or not r or (rerank and len(pids) < 2):
-                continue
-            qids.append(q)
-            texts.append(t)
-            rel.append(r)
-            cands.append(list(pids))
-        return np.asarray(qids, dtype=np.int64), texts, rel, cands
+    def split(self, split: str, rerank: bool = False, part: str | None = None, max_queries: int = 0):
+        """(query ids, texts, relevant sets, candidate lists) of the split's labelled questions;
+        rerank: only those with at least two candidates; part, max_queries: see choose()."""
+        q = labelled_questions(self.q, split, min_candidates=2 if rerank else 1)
+        keep = choose(q.qids, part, max_queries)
+        pick = lambda xs: [x for x, k in zip(xs, keep) if k]
+        return q.qids[keep], pick(q.texts), pick(q.relevant), pick(q.candidates)
 
     # ------------------------------------------------------------ systems
     def model(self, ckpt_name: str):
@@ -70,7 +66,7 @@ class Evaluator:
         """(ids, scores, how) for a checkpoint; through its index (how: its backend) when it has a
         complete one, else exact search."""
         model, ckpt = self.model(ckpt_name)
-        qv = encode_rows(model, self.corpus.qtok, self.corpus.qidx.rows(qids), "query", self.device, max_len=64)
+        qv = encode_rows(model, self.corpus.qtok, self.corpus.qidx.rows(qids), "query", self.device)
         index = self.index_for(ckpt)
         if index is not None:
             ids, sc = retrieval.dense_index_run(index, qv, k)
@@ -80,7 +76,7 @@ class Evaluator:
 
     def dense_exact(self, ckpt_name: str, qids: np.ndarray, k: int = DEPTH):
         model, _ = self.model(ckpt_name)
-        qv = encode_rows(model, self.corpus.qtok, self.corpus.qidx.rows(qids), "query", self.device, max_len=64)
+        qv = encode_rows(model, self.corpus.qtok, self.corpus.qidx.rows(qids), "query", self.device)
         return retrieval.dense_exact(self.pool_vectors(ckpt_name), self.corpus.ptok.ids, qv, k, self.device)
 
     def glove(self, qids: np.ndarray, k: int = DEPTH):
@@ -117,7 +113,7 @@ class Evaluator:
             fn = lambda i, c: retrieval.glove_average(emb, self.corpus.ptok, self.corpus.pidx.rows(c)) @ qv[i]
             return retrieval.rerank_candidates(fn, cands)
         model, _ = self.model(ckpt_name)
-        qv = encode_rows(model, self.corpus.qtok, self.corpus.qidx.rows(qids), "query", self.device, max_len=64)
+        qv = encode_rows(model, self.corpus.qtok, self.corpus.qidx.rows(qids), "query", self.device)
         dn = lambda i, c: encode_rows(model, self.corpus.ptok, self.corpus.pidx.rows(c), "passage", self.device) @ qv[i]
         if kind == "dense":
             return retrieval.rerank_candidates(dn, cands)
@@ -149,7 +145,7 @@ class Evaluator:
         if not self._aligned:
             retrieval.check_aligned(self.corpus.ptok.ids, self.bm25)
             self._aligned = True
-        qv = encode_rows(model, self.corpus.qtok, self.corpus.qidx.rows(qids), "query", self.device, max_len=64)
+        qv = encode_rows(model, self.corpus.qtok, self.corpus.qidx.rows(qids), "query", self.device)
         out = []
         for n in range(len(qids)):
             pos, found = find_sorted(self.corpus.pidx.sorted, d_ids[n])  # (a short run's padding is no passage)
@@ -160,6 +156,31 @@ class Evaluator:
 
     def _bm25_for(self, text, cands):
         return self.bm25.scores(text)[self.bm25.rows(cands)]
+
+
+def _hash(qids) -> np.ndarray:
+    """A fixed pseudo-random 64-bit number per query id (the same on every machine and run)."""
+    x = np.asarray(qids, dtype=np.int64).view(np.uint64)
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(31))) * np.uint64(0x9E3779B97F4A7C15)
+        return x ^ (x >> np.uint64(29))
+
+
+def choose(qids, part: str | None = None, max_queries: int = 0) -> np.ndarray:
+    """Which questions to use, by a hash of their ids: part "tune" / "report" are two disjoint
+    halves (hybrid tuned on one, reported on the other, when both come from one split: v2.1's test
+    split has no labels); max_queries > 0 keeps that many (a fixed sample, bounding s10's time at
+    10M passages)."""
+    h = _hash(qids)
+    keep = np.ones(len(h), bool)
+    if part is not None:
+        keep &= (h & np.uint64(1)) == np.uint64(0 if part == "tune" else 1)
+    if max_queries and keep.sum() > max_queries:
+        order = np.argsort(h[keep], kind="stable")[:max_queries]
+        idx = np.flatnonzero(keep)[order]
+        keep = np.zeros(len(h), bool)
+        keep[idx] = True
+    return keep
 
 
 def metrics_for(qids, rel, ids, scores) -> dict:

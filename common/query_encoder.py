@@ -16,8 +16,6 @@ import numpy as np
 
 from .artifacts import atomic_path
 
-MAX_LEN = 64  # query tokens, as in common.encode.encode_texts
-
 
 def paths(data_dir: Path, name: str) -> tuple[Path, Path]:
     base = Path(data_dir) / "indexes"
@@ -49,7 +47,8 @@ def export(model, data_dir: Path, name: str) -> str | None:
             np.save(fh, table)
     with atomic_path(wp) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, weights=w, bias=bias, fingerprint=np.array(model.fingerprint()))
+            np.savez(fh, weights=w, bias=bias, fingerprint=np.array(model.fingerprint()),
+                     max_query_tokens=np.array(model.max_tokens("query")))
     return tp.name
 
 
@@ -59,6 +58,8 @@ class NumpyQueryEncoder:
         self.table = np.load(tp, mmap_mode="r")
         z = np.load(wp)
         self.weights, self.bias, self.fingerprint = z["weights"], z["bias"], str(z["fingerprint"])
+        from .vocab import MAX_QUERY_TOKENS  # an encoder exported before the limit was recorded
+        self.max_len = int(z["max_query_tokens"]) if "max_query_tokens" in z.files else MAX_QUERY_TOKENS
         self.vocab = vocab
         self.dim = self.table.shape[1]
 
@@ -68,7 +69,7 @@ class NumpyQueryEncoder:
         out = np.zeros((len(texts), self.dim), np.float32)
         known = np.zeros(len(texts), np.int64)
         for n, t in enumerate(texts):
-            ids = np.asarray(self.vocab.encode(t, MAX_LEN) or [UNK], dtype=np.int64)
+            ids = np.asarray(self.vocab.encode(t, self.max_len) or [UNK], dtype=np.int64)
             known[n] = int((ids != UNK).sum())
             w = self.weights[ids]
             w = w / max(float(w.sum()), 1e-6)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import StageError
+from .artifacts import BadSetting, StageError
 from .corpus import load_vocab
 from .index import store
 from .retrieval import DEFAULT_WEIGHTS, FUSION_DEPTH, check_aligned, hybrid_features, hybrid_rank
@@ -145,7 +145,7 @@ class Searcher:
         tuned = load_hybrid(self.data_dir) or {}
         self.mode = mode or tuned.get("best_mode", "hybrid")
         if self.mode not in MODES:
-            raise StageError(f"unknown mode {self.mode!r}: use one of {', '.join(MODES)}")
+            raise BadSetting(f"unknown mode {self.mode!r}: use one of {', '.join(MODES)}")
         self.weights = weights or (tuned.get("w_dense", DEFAULT_WEIGHTS[0]), tuned.get("w_sem", DEFAULT_WEIGHTS[1]))
         if self.mode != "dense" and self.bm25 is None and self._bm25_loader is None:
             if background:

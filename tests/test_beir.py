@@ -10,7 +10,7 @@ import pytest
 
 from common import beir
 from common.artifacts import StageError
-from conftest import run
+from helpers import run
 
 
 # ---------------------------------------------------------------- readers
@@ -75,10 +75,10 @@ def _digest(data: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def beir_dir(pipeline, tmp_path_factory):
+def beir_dir(pipeline_base, tmp_path_factory):
     """A tiny BEIR folder made from the synthetic pipeline's own test questions and passages: string
     ids, one document with a title, two documents with the same text, graded judgments, a run file."""
-    data, _ = pipeline
+    data, _ = pipeline_base
     d = tmp_path_factory.mktemp("beir-tiny")
     passages = pq.read_table(data / "passages.parquet").to_pylist()
     text_of = {p["passage_id"]: p["text"] for p in passages}
@@ -189,12 +189,14 @@ def test_s10_beir_reports_run_files_and_string_ids(pipeline, beir_dir):
 
 def test_s10_beir_says_what_is_missing(pipeline, tmp_path):
     data, _ = pipeline
-    r = run("s10_evaluate.py", data, "--beir", str(tmp_path), check=False)
+    src = tmp_path / "beir"  # (this test's copy of the pipeline is in tmp_path too)
+    src.mkdir()
+    r = run("s10_evaluate.py", data, "--beir", str(src), check=False)
     assert r.returncode == 2 and "corpus.jsonl not found" in r.stderr and "Traceback" not in r.stderr
-    (tmp_path / "corpus.jsonl").write_text('{"_id": "a", "text": "x"}\n')
-    (tmp_path / "queries.jsonl").write_text('{"_id": "q", "text": "x"}\n')
-    (tmp_path / "qrels").mkdir()
-    (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq\ta\t1\n")
-    (tmp_path / "bad.trec").write_text("q Q0 a\n")
-    r = run("s10_evaluate.py", data, "--beir", str(tmp_path), "--rerank", str(tmp_path / "bad.trec"), check=False)
+    (src / "corpus.jsonl").write_text('{"_id": "a", "text": "x"}\n')
+    (src / "queries.jsonl").write_text('{"_id": "q", "text": "x"}\n')
+    (src / "qrels").mkdir()
+    (src / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq\ta\t1\n")
+    (src / "bad.trec").write_text("q Q0 a\n")
+    r = run("s10_evaluate.py", data, "--beir", str(src), "--rerank", str(src / "bad.trec"), check=False)
     assert r.returncode == 2 and "not a TREC run line" in r.stderr and "Traceback" not in r.stderr

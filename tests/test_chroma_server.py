@@ -11,8 +11,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from helpers import copy_data, run
 from launch import run_killed
-from test_robustness_common import copy_data, run
+
+pytestmark = pytest.mark.slow  # a Chroma server and s00-s05 (~30 s)
 
 CHROMA = Path(sys.executable).parent / "chroma"
 

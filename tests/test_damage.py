@@ -18,7 +18,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT  # noqa: F401  (puts the repo on sys.path)
+import helpers  # noqa: F401  (puts the repo on sys.path)
 
 # file (INDEX: the active index's name) -> the stage that reads it
 S09 = ["active_index.json", "indexes/INDEX.json", "indexes/INDEX.ids.npy", "indexes/INDEX.vectors.npy",
@@ -78,13 +78,15 @@ def snapshot(d):
 
 
 @pytest.fixture(scope="module")
-def linked(pipeline, tmp_path_factory):
-    """The e2e pipeline's folder, hard-linked (data/chroma copied: its lock file is written)."""
-    src, _ = pipeline
+def linked(pipeline_base, tmp_path_factory):
+    """The session's pipeline folder, hard-linked (data/chroma and the writer lock copied: a lock
+    file is written)."""
+    src, _ = pipeline_base
     dst = tmp_path_factory.mktemp("damage") / "data"
 
     def copy(s, d):
-        return shutil.copy2(s, d) if "chroma" in os.path.relpath(s, src).split(os.sep)[0] else os.link(s, d)
+        rel = os.path.relpath(s, src)
+        return shutil.copy2(s, d) if "chroma" in rel.split(os.sep)[0] or rel.endswith("writer.lock") else os.link(s, d)
     shutil.copytree(src, dst, copy_function=copy, ignore=shutil.ignore_patterns("wandb", "external"))
     name = json.loads((dst / "active_index.json").read_text())["name"]
     return src, dst, name

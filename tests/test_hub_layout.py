@@ -8,7 +8,7 @@ import sys
 
 import pyarrow.parquet as pq
 
-from conftest import ROOT
+from helpers import ROOT
 
 README = """---
 configs:

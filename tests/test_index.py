@@ -244,3 +244,36 @@ def test_index_names_are_those_of_earlier_builds():
             {"backend": "faiss", "ef_construction": 100, "max_neighbors": 16, "space": "cosine"},
             sort_keys=True).encode()).hexdigest()[:6]
     assert store.index_name(fp, {"backend": "chroma"}) == store.index_name(fp, {})
+
+
+def test_encoded_parts_build_the_same_index(pipeline):
+    """s05 --encode-part I/N encodes only its rows (no index, no lock, nothing activated); a plain
+    s05 with a part missing names it and its command; with every part done it builds the index
+    from them without encoding, and the vectors are those of a plain build."""
+    import json
+    import shutil
+
+    from helpers import run
+    data, _ = pipeline
+    ref = {}  # each model's vectors from the plain builds
+    for p in (data / "indexes").glob("passages-*.json"):
+        st = json.loads(p.read_text())
+        ref[st["model_fingerprint"]] = np.load(vectors.vectors_path(data, st["name"]))
+    shutil.rmtree(data / "indexes")
+    (data / "active_index.json").unlink()
+    r = run("s05_encode_docs_to_chromadb.py", data, "--encode-part", "1/2")
+    assert "encoded part 1/2" in r.stdout and not (data / "active_index.json").exists()
+    assert not (data / "indexes").exists() or not list((data / "indexes").glob("*.faiss"))
+    r = run("s05_encode_docs_to_chromadb.py", data, check=False)
+    assert r.returncode == 2 and "--encode-part 2/2" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    run("s05_encode_docs_to_chromadb.py", data, "--encode-part", "2/2")
+    r = run("s05_encode_docs_to_chromadb.py", data)
+    assert "from 2 encoded parts" in r.stdout
+    st = json.loads((data / "active_index.json").read_text())
+    assert [p["part"] for p in st["encoded_parts"]] == [[1, 2], [2, 2]]
+    assert st["encoded_parts"][0]["precision"] == {"compute": "fp32", "stored": "float16"}
+    np.testing.assert_array_equal(np.load(vectors.vectors_path(data, st["name"])), ref[st["model_fingerprint"]])
+    r = run("s09_query_retrieve.py", data, "--query", "the", "-k", "3", "--mode", "dense")
+    assert " 1. " in r.stdout
+    r = run("s05_encode_docs_to_chromadb.py", data, "--encode-part", "3/2", check=False)
+    assert r.returncode == 2 and "--encode-part" in r.stderr

@@ -10,17 +10,7 @@ import pytest
 
 from common import synthetic
 from common.artifacts import atomic_path, manifest_path, require, StageError, write_manifest
-from test_robustness_common import run
-
-GOOD = {"answers": ["a"], "passages": {"is_selected": [1, 0], "passage_text": ["alpha beta", "gamma delta"],
-                                       "url": ["u", "v"]},
-        "query": "what is alpha", "query_id": 1, "query_type": "description", "wellFormedAnswers": []}
-
-
-def row(**kw):
-    r = json.loads(json.dumps(GOOD))
-    r.update(kw)
-    return r
+from helpers import msmarco_row as row, run
 
 
 def test_s00_counts_every_kind_of_broken_row(tmp_path):

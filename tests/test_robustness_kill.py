@@ -8,9 +8,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT, copy_data, copy_tree, run
 from launch import run_killed
-from test_robustness_common import copy_data, run
+
+pytestmark = pytest.mark.slow  # each test needs s00-s05 (a module's ~20 s)
 
 SMALL = ("--encode-batch", "64", "--write-batch", "32", "--save-every", "64")  # kill after N writes / saves
 
@@ -88,11 +89,28 @@ def make_other_checkpoint(data, out="best_model.pt"):
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    """s00-s04, then s05 killed after 4 written batches, then s05 again."""
+def resumed_base(tmp_path_factory):
+    """s00-s04, then s05 killed after 4 written batches, then s05 again; built once for this file
+    and never written to (each test takes `data`, a copy)."""
     d = copy_data(tmp_path_factory, "kill")
     killed = run_killed("s05_encode_docs_to_chromadb.py", d, 4, *SMALL)
     resumed = run("s05_encode_docs_to_chromadb.py", d, *SMALL)
+    return d, killed, resumed
+
+
+@pytest.fixture
+def data(resumed_base, tmp_path, request):
+    """(folder, killed s05, resumed s05): this test's own copy of `resumed_base`. Parametrised
+    indirectly, the copy also holds: "best_model", a second checkpoint (as s07 leaves one);
+    "chroma", that and a complete Chroma index of it, active."""
+    src, killed, resumed = resumed_base
+    d = copy_tree(src, tmp_path / "data")
+    state = getattr(request, "param", None)
+    assert state in (None, "best_model", "chroma"), state
+    if state in ("best_model", "chroma"):
+        make_other_checkpoint(d)
+    if state == "chroma":
+        run("s08_reencode_all.py", d, *SMALL, "--backend", "chroma")
     return d, killed, resumed
 
 
@@ -125,6 +143,7 @@ def test_s08_killed_keeps_old_index_then_switches(data):
     check_complete(d, old["name"])  # kept, untouched
 
 
+@pytest.mark.parametrize("data", ["best_model"], indirect=True)  # s08 indexes data/best_model.pt
 def test_chroma_build_killed_then_rerun_completes(data):
     """The same with --backend chroma: killed after 3 written batches, resumed, complete."""
     d, _, _ = data
@@ -153,6 +172,7 @@ for i in range(10_000):  # keep writing, as s08 would, until killed
 """
 
 
+@pytest.mark.parametrize("data", ["chroma"], indirect=True)  # the active index is in the embedded store
 def test_second_writer_refused_and_reader_still_answers(data):
     d, _, _ = data
     p = subprocess.Popen([sys.executable, "-c", HOLDER, str(d), str(ROOT)], stdout=subprocess.PIPE,

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import ROOT, run
+from helpers import ROOT, copy_tree, run
 
 SCRIPT = "<script>alert(1)</script>"
 
@@ -81,17 +81,15 @@ class Server:
             self.proc.kill()
 
 
-def copy_data(pipeline, tmp_path_factory, name):
+def copy_data(pipeline_base, tmp_path_factory, name):
     """The session's pipeline, copied: what a test switches or rebuilds never touches the shared one."""
-    data, _ = pipeline
-    d = tmp_path_factory.mktemp(name) / "data"
-    shutil.copytree(data, d, ignore=shutil.ignore_patterns("wandb", "*.lock"))
-    return d
+    data, _ = pipeline_base
+    return copy_tree(data, tmp_path_factory.mktemp(name) / "data")
 
 
 @pytest.fixture(scope="module")
-def served(pipeline, tmp_path_factory):
-    d = copy_data(pipeline, tmp_path_factory, "serve")
+def served(pipeline_base, tmp_path_factory):
+    d = copy_data(pipeline_base, tmp_path_factory, "serve")
     s = Server(d).wait_serving()
     yield s, d
     s.stop()
@@ -274,8 +272,8 @@ def test_workers_refused_with_an_embedded_chroma_store(tmp_path):
     assert r.returncode == 2 and len(lines) == 1 and "--workers 2" in lines[0] and "Chroma" in lines[0], lines
 
 
-def test_two_workers_serve(pipeline, tmp_path_factory):
-    d = copy_data(pipeline, tmp_path_factory, "workers")
+def test_two_workers_serve(pipeline_base, tmp_path_factory):
+    d = copy_data(pipeline_base, tmp_path_factory, "workers")
     s = Server(d, "--workers", "2").wait_serving()
     try:
         assert "2 workers" in next(l for l in s.lines if l.startswith("serving "))
@@ -286,9 +284,9 @@ def test_two_workers_serve(pipeline, tmp_path_factory):
         s.stop()
 
 
-def test_a_switch_by_s08_is_picked_up_without_a_failed_request(pipeline, tmp_path_factory):
+def test_a_switch_by_s08_is_picked_up_without_a_failed_request(pipeline_base, tmp_path_factory):
     """Search in a loop while s08 builds another index and switches data/active_index.json."""
-    d = copy_data(pipeline, tmp_path_factory, "switch")
+    d = copy_data(pipeline_base, tmp_path_factory, "switch")
     s = Server(d).wait_serving()
     try:
         before = s.json("/api/health")[1]["index"]

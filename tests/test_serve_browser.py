@@ -60,11 +60,11 @@ def search_in_browser(url: str, question: str, shot: str | None = None, mode: st
             browser.close()
 
 
-def test_browser_search(pipeline, tmp_path_factory, tmp_path):
+def test_browser_search(pipeline_base, tmp_path_factory, tmp_path):
     pytest.importorskip("playwright.sync_api", reason="playwright (requirements.txt) is not installed")
     if chromium_path() is None:
         pytest.skip("no chromium on PATH (run_tests.sh installs Debian's package when run as root with apt-get)")
-    d = copy_data(pipeline, tmp_path_factory, "browser")
+    d = copy_data(pipeline_base, tmp_path_factory, "browser")
     pid, q = known_passage(d)
     s = Server(d).wait_serving()
     try:

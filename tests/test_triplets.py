@@ -4,11 +4,7 @@ import pyarrow.parquet as pq
 
 from common import msmarco
 from common.triplets import random_triplets
-
-
-def _row(qid, query, texts, sel):
-    return {"query_id": qid, "query": query, "query_type": "", "answers": [],
-            "passages": {"is_selected": sel, "passage_text": texts, "url": [""] * len(texts)}}
+from helpers import msmarco_row as _row
 
 
 def _combine(tmp_path, splits):

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from ..artifacts import StageError, check_lineage, require
-from . import chroma_graph, faiss_graph, store
+from ..artifacts import BadSetting, StageError, check_lineage, require
+from . import chroma_graph, faiss_graph, parts, store
 from .graph import HNSW, SAVE_EVERY, BuildJob, auto_ef_search
 from .state import acquire_writer_lock, progress_path, read_progress, same_build, write_json
 from .vectors import DEPTH, INDEX_DIM, VectorWriter, check_index_dim, create_vector_file, index_vectors, vectors_path
@@ -43,7 +43,7 @@ class BuildOptions:
         if self.backend == "auto":
             return chroma_graph.NAME if self.host else faiss_graph.NAME
         if self.backend == faiss_graph.NAME and self.host:
-            raise StageError("--chroma-host needs --backend chroma (a faiss index is a local file)")
+            raise BadSetting("--chroma-host needs --backend chroma (a faiss index is a local file)")
         return self.backend
 
 
@@ -70,6 +70,10 @@ def add_args(p):
                         "first lexical dims); the full vectors rescore its top --depth")
     p.add_argument("--depth", type=cli.positive_int, default=DEPTH, help="graph candidates the full vectors rescore per query")
     p.add_argument("--encode-batch", type=cli.positive_int, default=ENCODE_BATCH)
+    p.add_argument("--encode-part", type=parts.parse, default=None, metavar="I/N",
+                   help="only encode part I of N of the passages (into data/encoded/, no index, no lock) and exit, "
+                        "so that N processes, machines or GPUs share the work; a plain run afterwards builds the "
+                        "index from the finished parts")
     p.add_argument("--write-batch", type=cli.positive_int, default=WRITE_BATCH,
                    help="chroma: vectors per write (capped at the client's max batch size)")
     p.add_argument("--store-text", action="store_true",
@@ -96,10 +100,12 @@ class EncodeSource:
     model itself."""
 
     def __init__(self, data_dir: Path, ckpt_path: Path, device: str, name: str, meta: dict,
-                 encode_batch: int, store_text: bool, model=None):
+                 encode_batch: int, store_text: bool, model=None, out: Path | None = None, first_row: int = 0):
         self.data_dir, self.ckpt_path, self.device, self.name = Path(data_dir), Path(ckpt_path), str(device), name
         self.meta, self.encode_batch, self.store_text = meta, int(encode_batch), store_text
         self._model = model
+        # where the full vectors go: the index's vector file, or an encoded part (rows from first_row)
+        self.out, self.first_row = Path(out) if out else vectors_path(self.data_dir, name), int(first_row)
 
     def __getstate__(self):
         return dict(self.__dict__, _model=None)
@@ -129,21 +135,26 @@ class EncodeSource:
             texts = pq.read_table(self.data_dir / "passages.parquet", columns=["text"])["text"]
             if len(texts) != len(table):
                 raise StageError("passages.parquet and passages_tok.parquet differ in length: re-run s02_tkn_ms_marco.py")
-        full = VectorWriter(vectors_path(self.data_dir, self.name))
+        full = VectorWriter(self.out)
         cfg, device = model.config, torch.device(self.device)
         try:
             for s in range(lo + start, hi, self.encode_batch):
                 rows = np.arange(s, min(s + self.encode_batch, hi))
                 vecs = encode_rows(model, table, rows, "passage", device, batch_size=512)
-                full.write(s, vecs)
+                full.write(s - self.first_row, vecs)
                 docs = texts.slice(s, len(rows)).to_pylist() if texts is not None else None
                 yield rows, table.ids[rows], index_vectors(vecs, cfg["out_dim"], cfg["lex_dim"], self.meta["index_dim"]), docs
         finally:
             full.close()
 
 
+def precision(device) -> dict:
+    """How vectors are computed and stored (recorded with each index and encoded part)."""
+    return {"compute": "bf16-autocast" if str(device).startswith("cuda") else "fp32", "stored": "float16"}
+
+
 def build_index(data_dir: Path, ckpt_path: Path, device, opts: BuildOptions | None = None, log=print,
-                on_saved=None) -> dict:
+                on_saved=None, script: str = "s05_encode_docs_to_chromadb.py") -> dict:
     """Encode and index every passage of data_dir with the checkpoint; resume a killed build of the
     same index; rebuild a complete one whose files were damaged. Returns the state to activate."""
     from tqdm import tqdm
@@ -155,7 +166,7 @@ def build_index(data_dir: Path, ckpt_path: Path, device, opts: BuildOptions | No
     backend_name = opts.resolved_backend()
     backend = store.BACKENDS[backend_name]
     if backend is faiss_graph and opts.store_text:
-        raise StageError("--store-text is for --backend chroma")
+        raise BadSetting("--store-text is for --backend chroma")
     acquire_writer_lock(d / "indexes", hint=" (or run a Chroma server and pass --chroma-host)")
     vocab, vm = load_vocab(d)
     ptm = require(d / "passages_tok.parquet")
@@ -194,14 +205,24 @@ def build_index(data_dir: Path, ckpt_path: Path, device, opts: BuildOptions | No
     ids = pq.read_table(d / "passages_tok.parquet", columns=["passage_id"])["passage_id"].to_numpy()
     create_vector_file(d, name, ids, model.dim, resume=same_build(st, meta, total))
     job.name, job.meta, job.progress_path, job.shards = name, meta, pp, shards
-    source = EncodeSource(d, ckpt_path, device, name, meta, opts.encode_batch, opts.store_text, model=model)
+    done_parts = parts.find(d, meta, total, script)
+    if done_parts and opts.store_text:
+        raise BadSetting("--store-text cannot build from encoded parts (they hold no text): drop one of them")
+    if done_parts:
+        log(f"building index {name} from {len(done_parts)} encoded parts ({parts.folder(d, ckpt['fingerprint'], ptm['fingerprint'])})")
+        source = parts.PartsSource(d, name, meta, done_parts, ids)
+        meta_parts = [{k: p[k] for k in ("part", "rows", "precision", "device")} for p in done_parts]
+    else:
+        source = EncodeSource(d, ckpt_path, device, name, meta, opts.encode_batch, opts.store_text, model=model)
+        meta_parts = None
     with tqdm(total=total, desc=f"index {name}" + (f" ({shards} shards)" if shards > 1 else ""), unit="passage",
               mininterval=1) as bar:
         job.progress = bar
         state = backend.build(job, source)
     # ef_search is a query-time setting: recorded (and applied by the backend) without a rebuild
     ef = opts.hnsw.get("ef_search") or auto_ef_search(total)
-    state = dict(state, backend=backend_name, hnsw=dict(state.get("hnsw") or HNSW, ef_search=ef))
+    state = dict(state, backend=backend_name, hnsw=dict(state.get("hnsw") or HNSW, ef_search=ef),
+                 precision=precision(device), **({"encoded_parts": meta_parts} if meta_parts else {}))
     from ..query_encoder import export
     qe = export(model, d, name)
     state = store.record_files(d, state)  # sizes (and hashes where small), checked before s09 maps them
@@ -210,15 +231,62 @@ def build_index(data_dir: Path, ckpt_path: Path, device, opts: BuildOptions | No
                 checkpoint_manifest=require(ckpt_path)["fingerprint"], query_encoder=qe)
 
 
+def encode_part(data_dir: Path, ckpt_path: Path, device, part: tuple[int, int], encode_batch: int = ENCODE_BATCH,
+                log=print, on_saved=None) -> dict:
+    """Encode part I of N of the passages with the checkpoint (no index, no lock); resume a killed
+    part. Returns its state."""
+    from tqdm import tqdm
+    from ..corpus import load_vocab
+    from ..encode import load_model
+    i, n = part
+    d = Path(data_dir)
+    vocab, vm = load_vocab(d)
+    ptm = require(d / "passages_tok.parquet")
+    check_lineage(ptm, "vocab", vm, "s02_tkn_ms_marco.py")
+    model, ckpt = load_model(ckpt_path, vocab.fingerprint, device)
+    total = pq.ParquetFile(d / "passages_tok.parquet").metadata.num_rows
+    lo, hi = parts.rows(total, i, n)
+    vp, sp = parts.paths(d, ckpt["fingerprint"], ptm["fingerprint"], i, n)
+    meta = {"model_fingerprint": ckpt["fingerprint"], "passages_tok": ptm["fingerprint"], "dim": model.dim,
+            "part": [i, n], "rows": [lo, hi], "precision": precision(device), "device": str(device)}
+    st = read_progress(sp)
+    if not same_build(st, {k: v for k, v in meta.items() if k != "device"}, hi - lo) or not vp.exists():
+        import numpy as np
+        vp.parent.mkdir(parents=True, exist_ok=True)
+        from ..artifacts import atomic_path
+        with atomic_path(vp) as tmp:
+            np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(hi - lo, model.dim)).flush()
+        st = dict(meta, total=hi - lo, done=0, complete=False)
+        write_json(sp, st)
+    elif st.get("complete"):
+        log(f"encoded part {i}/{n} is already complete ({hi - lo:,} passages)")
+        return st
+    elif st["done"]:
+        log(f"resuming part {i}/{n} at passage {st['done']:,} of {hi - lo:,}")
+    src = EncodeSource(d, ckpt_path, device, "", {"index_dim": model.dim}, encode_batch, False, model=model,
+                       out=vp, first_row=lo)
+    with tqdm(total=hi - lo, initial=st["done"], desc=f"part {i}/{n}", unit="passage", mininterval=1) as bar:
+        for rows_, _, _, _ in src.batches(lo, hi, st["done"]):
+            st["done"] = int(rows_[-1]) + 1 - lo  # the rows are in the file (pwrite) before progress says so
+            write_json(sp, st)
+            bar.update(len(rows_))
+            if on_saved is not None:
+                on_saved(st["done"])
+    st["complete"] = True
+    write_json(sp, st)
+    return st
+
+
 def build_and_activate(data_dir: Path, ckpt_path: Path, device, opts: BuildOptions, extra: dict | None = None,
-                       activate: bool = True, log=print, on_saved=None) -> tuple[dict, dict | None]:
+                       activate: bool = True, log=print, on_saved=None,
+                       script: str = "s05_encode_docs_to_chromadb.py") -> tuple[dict, dict | None]:
     """s05's and s08's work: build the checkpoint's index and (unless told not to) make it the one
     s09 queries. Returns (its state, the previously active pointer or None)."""
     try:
         old = store.active(data_dir)
     except StageError:
         old = None
-    state = build_index(data_dir, ckpt_path, device, opts, log=log, on_saved=on_saved)
+    state = build_index(data_dir, ckpt_path, device, opts, log=log, on_saved=on_saved, script=script)
     # BM25 beside the index (a no-op when data/bm25 is current): hybrid's first query, in s09 or s11,
     # then never waits for it to be built
     from .. import bm25

@@ -30,9 +30,9 @@ import numpy as np
 
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-from ..artifacts import StageError
+from ..artifacts import BadSetting
 from .graph import HNSW, SMALL_INDEX, BuildJob, Graph, auto_ef_search, shard_bounds
-from .state import acquire_writer_lock, read_json, read_progress, same_build, writer_active, write_json
+from .state import BuildIncomplete, acquire_writer_lock, read_json, read_progress, same_build, writer_active, write_json
 
 NAME = "chroma"
 DEFAULT_PORT = 8000
@@ -63,7 +63,7 @@ def client(data_dir: Path, host: str | None = None, port: int = DEFAULT_PORT, wr
             c.heartbeat()
             return c
         except Exception as e:
-            raise StageError(f"no Chroma server at {host}:{port} ({type(e).__name__}): start one with "
+            raise BadSetting(f"no Chroma server at {host}:{port} ({type(e).__name__}): start one with "
                              f"`chroma run --path {data_dir}/chroma-server --port {port}` or drop --chroma-host")
     path = Path(data_dir) / ("chroma" if shard is None else f"chroma-shard-{shard}")
     path.mkdir(parents=True, exist_ok=True)
@@ -134,7 +134,7 @@ def build(job: BuildJob, source) -> dict:
         _finish_ef(job, [get_collection(c, job.name)])
         return state
     if job.options.get("host"):
-        raise StageError("--shards > 1 is for the embedded store; a Chroma server indexes in one collection")
+        raise BadSetting("--shards > 1 is for the embedded store; a Chroma server indexes in one collection")
     return _build_sharded(job, source)
 
 
@@ -218,7 +218,7 @@ def _build_collection(c, job: BuildJob, source, lo: int, hi: int, pp: Path, prog
         # Forget the progress, so that the re-run rebuilds from scratch instead of resuming into
         # the same mismatch again.
         pp.unlink(missing_ok=True)
-        raise StageError(f"collection {name} holds {n:,} passages, expected {total:,}: re-run this stage to rebuild it")
+        raise BuildIncomplete(f"collection {name} holds {n:,} passages, expected {total:,}: re-run this stage to rebuild it")
     state["complete"] = True
     write_json(pp, state)
     return state
@@ -254,12 +254,12 @@ def _build_sharded(job: BuildJob, source) -> dict:
             bar.refresh()
     failed = [i for i, p in enumerate(procs) if p.exitcode != 0]
     if failed:
-        raise StageError(f"shard(s) {failed} of the index build failed (exit {[procs[i].exitcode for i in failed]}): "
+        raise BuildIncomplete(f"shard(s) {failed} of the index build failed (exit {[procs[i].exitcode for i in failed]}): "
                          f"re-run this stage to resume")
     cols = [get_collection(client(d, shard=i), name) for i in range(shards)]
     n = sum(c.count() for c in cols if c is not None)
     if n != total:
-        raise StageError(f"sharded index {name} holds {n:,} passages, expected {total:,}: re-run this stage")
+        raise BuildIncomplete(f"sharded index {name} holds {n:,} passages, expected {total:,}: re-run this stage")
     _finish_ef(job, cols)
     state = dict(job.meta, name=name, total=total, done=total, complete=True, backend=NAME, shards=shards,
                  hnsw=dict(HNSW, **job.hnsw))

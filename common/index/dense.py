@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..artifacts import StageError
+from ..artifacts import DamagedInput
 from .graph import Graph
 from .vectors import DEPTH, FullVectors, index_vectors
 
@@ -24,8 +24,8 @@ class Index:
         self.lex_dim = int(state.get("lex_dim") or 0)
         self.depth = int(state.get("depth") or DEPTH)
         if full.vecs.shape != (self.total, self.dim):
-            raise StageError(f"{full.path} is the wrong shape for the "
-                             f"index ({full.vecs.shape}, expected ({self.total:,}, {self.dim})): re-run s08_reencode_all.py")
+            raise DamagedInput(full.path, f"the wrong shape for the index ({full.vecs.shape}, expected "
+                                          f"({self.total:,}, {self.dim}))", "s08_reencode_all.py")
 
     @property
     def vecs(self) -> np.ndarray:

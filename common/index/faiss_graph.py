@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import StageError, atomic_path
+from ..artifacts import BadInstall, DamagedInput, MissingInput, atomic_path
 from .graph import SMALL_INDEX, BuildJob, Graph, shard_bounds
-from .state import read_progress, same_build, write_json
+from .state import BuildIncomplete, read_progress, same_build, write_json
 
 NAME = "faiss"
 ADD_BATCH = 50_000  # rows per faiss add: its threads wait for each other at the end of every add, so small adds cost
@@ -54,7 +54,7 @@ def _faiss():
     try:
         import faiss
     except ImportError as e:  # requirements.txt has it: a broken or foreign environment
-        raise StageError(f"faiss is not installed ({e}): run ./setup_env.sh, or pass --backend chroma")
+        raise BadInstall(f"faiss is not installed ({e}): run ./setup_env.sh, or pass --backend chroma")
     return faiss
 
 
@@ -152,7 +152,7 @@ def build(job: BuildJob, source) -> dict:
             if pos == hi:  # this shard is complete
                 add()
                 if graph.ntotal != hi - lo:
-                    raise StageError(f"index {name} shard {cur} holds {graph.ntotal:,} passages, expected "
+                    raise BuildIncomplete(f"index {name} shard {cur} holds {graph.ntotal:,} passages, expected "
                                      f"{hi - lo:,}: re-run this stage")
                 _write(graph, paths[cur])
                 part.unlink(missing_ok=True)
@@ -166,7 +166,7 @@ def build(job: BuildJob, source) -> dict:
     if state["done"] != total:
         pp.unlink(missing_ok=True)
         part.unlink(missing_ok=True)
-        raise StageError(f"index {name} got {pos:,} passages, expected {total:,}: re-run this stage")
+        raise BuildIncomplete(f"index {name} got {pos:,} passages, expected {total:,}: re-run this stage")
     state.update(done=total, complete=True)
     write_json(pp, state)
     return state
@@ -181,7 +181,8 @@ class FaissGraph(Graph):
         self.paths = [graph_path(data_dir, name, i, shards) for i in range(shards)]
         for p in self.paths:
             if not p.exists():
-                raise StageError(f"{p} is missing: re-run s05_encode_docs_to_chromadb.py (or s08_reencode_all.py)")
+                raise MissingInput(p, "s08_reencode_all.py", message=f"{p} is missing: re-run s05_encode_docs_to_chromadb.py "
+                                                                     f"(or s08_reencode_all.py)")
         self.ef_search = int(ef_search)
         self._graphs, self._pool = None, None
         self._lock = threading.Lock()
@@ -198,7 +199,8 @@ class FaissGraph(Graph):
                     # every process that searches them (s11's workers); faiss without the flag reads a copy
                     g = faiss.read_index(str(p), getattr(faiss, "IO_FLAG_MMAP_IFC", 0))
                     if g.ntotal != hi - lo:
-                        raise StageError(f"{p} holds {g.ntotal:,} passages, expected {hi - lo:,}: re-run s08_reencode_all.py")
+                        raise DamagedInput(p, f"a graph of {g.ntotal:,} passages, expected {hi - lo:,}", "s08_reencode_all.py",
+                                           message=f"{p} holds {g.ntotal:,} passages, expected {hi - lo:,}: re-run s08_reencode_all.py")
                     g.hnsw.efSearch = self.ef_search
                     graphs.append(g)
                 if len(graphs) > 1:

@@ -13,6 +13,14 @@ from pathlib import Path
 
 from ..artifacts import StageError, read_json, read_json_artifact, write_json
 
+
+class WriterBusy(StageError):
+    """Another process holds the data dir's writer lock."""
+
+
+class BuildIncomplete(StageError):
+    """A build ended without every passage in its graph (re-running the stage rebuilds it)."""
+
 ACTIVE = "active_index.json"
 LOCK = "writer.lock"
 _locks: dict = {}  # path -> open file holding a writer lock for the life of the process
@@ -57,7 +65,7 @@ def acquire_writer_lock(folder: Path, hint: str = ""):
         f.seek(0)
         who = f.read().strip() or "another process"
         f.close()
-        raise StageError(f"{p.parent} is being written by {who}; one process at a time builds an index in a "
+        raise WriterBusy(f"{p.parent} is being written by {who}; one process at a time builds an index in a "
                          f"data dir: wait for it{hint}")
     f.seek(0)
     f.truncate()

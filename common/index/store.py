@@ -10,7 +10,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from ..artifacts import StageError, damage, damaged, file_facts, load_npy_artifact, read_json_artifact
+from ..artifacts import DamagedInput, MissingInput, StageError, damage, damaged, file_facts, load_npy_artifact, read_json_artifact
 from . import chroma_graph, faiss_graph
 from .dense import Index
 from .graph import HNSW
@@ -25,7 +25,8 @@ def backend_of(state: dict):
     """The backend module of an index (states written before faiss existed name none: Chroma)."""
     name = state.get("backend") or chroma_graph.NAME
     if name not in BACKENDS:
-        raise StageError(f"index {state.get('name')} names an unknown backend {name!r}: re-run {REBUILD}")
+        raise DamagedInput(progress_path(".", str(state.get("name"))), f"naming an unknown backend {name!r}", REBUILD,
+                           message=f"index {state.get('name')} names an unknown backend {name!r}: re-run {REBUILD}")
     return BACKENDS[name]
 
 
@@ -53,7 +54,7 @@ def activate(data_dir: Path, state: dict, extra: dict):
 def active(data_dir: Path) -> dict:
     p = Path(data_dir) / ACTIVE
     if not p.exists():
-        raise StageError(f"{p} not found: run s05_encode_docs_to_chromadb.py (or s08_reencode_all.py) first")
+        raise MissingInput(p, "s05_encode_docs_to_chromadb.py (or s08_reencode_all.py)")
     a = read_json_artifact(p, "s08_reencode_all.py (or s05_encode_docs_to_chromadb.py)")
     lacking = [k for k in ("name", "checkpoint", "total") if k not in a]
     if lacking or not isinstance(a.get("name"), str):
@@ -103,7 +104,7 @@ def check_index(data_dir: Path, state: dict, rerun: str = REBUILD):
     """Refuse a damaged index with one line: before anything maps its files."""
     bad = index_damage(data_dir, state)
     if bad:
-        raise StageError(f"{bad}: re-run {rerun} (it rebuilds a damaged index)")
+        raise DamagedInput(Path(data_dir) / "indexes", bad, rerun, message=f"{bad}: re-run {rerun} (it rebuilds a damaged index)")
 
 
 # ------------------------------------------------------------------ opening and dropping
@@ -128,7 +129,8 @@ def open_index(data_dir: Path, name: str, host: str | None = None, port: int = c
         return None
     check_index(data_dir, st)
     if not st.get("full_vectors"):
-        raise StageError(f"index {name} was built before indexes kept their full vectors: re-run {REBUILD}")
+        raise DamagedInput(progress_path(data_dir, name), "an index without full vectors", REBUILD,
+                           message=f"index {name} was built before indexes kept their full vectors: re-run {REBUILD}")
     full = FullVectors(data_dir, name)
     graph = backend_of(st).open_graph(data_dir, st, full.rows, host=host, port=port)
     return None if graph is None else Index(graph, dict(st, backend=backend_of(st).NAME), full)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import StageError, atomic_path
+from ..artifacts import BadSetting, atomic_path
 
 INDEX_DIM = 192   # at most this many dims go into the graph (all of the default 192-d vectors)
 DEPTH = 100       # graph candidates the full vectors rescore per query
@@ -25,7 +25,7 @@ DEPTH = 100       # graph candidates the full vectors rescore per query
 
 def check_index_dim(out_dim: int, lex_dim: int, index_dim: int):
     if lex_dim > 0 and index_dim < out_dim + lex_dim and index_dim <= out_dim:
-        raise StageError(f"--index-dim {index_dim} must exceed the semantic part ({out_dim} dims)")
+        raise BadSetting(f"--index-dim {index_dim} must exceed the semantic part ({out_dim} dims)")
 
 
 def index_vectors(x: np.ndarray, out_dim: int, lex_dim: int, index_dim: int) -> np.ndarray:
