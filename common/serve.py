@@ -43,7 +43,7 @@ def one_line(e: BaseException, limit: int = 300) -> str:
 # ------------------------------------------------------------------ the live searcher
 class LiveSearcher:
     """The Searcher of the active index, replaced (atomically, after the new one is loaded) when the
-    pointer file changes. `load` makes a ready Searcher for the data dir (tests pass their own)."""
+    pointer file changes; one per worker process."""
 
     def __init__(self, data_dir: Path, chroma_host: str | None = None, chroma_port: int = 8000, log=print):
         self.data_dir, self.chroma_host, self.chroma_port, self.log = Path(data_dir), chroma_host, chroma_port, log
