@@ -1,6 +1,7 @@
 """Stage 11: search from a browser and over HTTP (a web page and a JSON API over the active index).
 
-    python s11_serve.py                      # serving http://127.0.0.1:8080 (index ..., default mode hybrid, 1 worker)
+    python s11_serve.py
+    # -> serving http://127.0.0.1:8080 (index passages-..., 18,531 passages, default mode hybrid, 1 worker, ready in 1.5 s); Ctrl-C stops it
     python s11_serve.py --port 9000 --workers 4 --host 0.0.0.0
 
 Pages: / (search; /?q=...&mode=...&k=...), /report (the latest s10 reports); API: /api/search?q=...,
@@ -8,12 +9,13 @@ Pages: / (search; /?q=...&mode=...&k=...), /report (the latest s10 reports); API
 above is printed, and follows s08's switch of data/active_index.json without a restart.
 """
 import os
+import socket
 import tempfile
 import threading
 import time
 
 from common import cli
-from common.artifacts import run_main
+from common.artifacts import StageError, run_main
 from common.index import chroma_graph
 from common.serve import DEFAULT_PORT, HTTP_PROTOCOL, LiveSearcher, create_app, refuse_workers
 
@@ -31,6 +33,16 @@ def announce(url: str, ready, what: str, timer):
     threading.Thread(target=wait, daemon=True).start()
 
 
+def check_port(host: str, port: int):
+    """Before loading anything: a port in use (or an address we cannot bind) is one line now."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+    except OSError as e:
+        raise StageError(f"cannot listen on {host}:{port} ({e.strerror}): choose another --port or --host")
+
+
 def main():
     p = cli.parser(__doc__)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: every interface)")
@@ -43,6 +55,7 @@ def main():
     args = p.parse_args()
     import uvicorn
     refuse_workers(args.data_dir, args.workers, args.chroma_host)
+    check_port(args.host, args.port)
     t = cli.Timer()
     # loaded here even with --workers: a damaged or missing index is one line now, not workers
     # failing (and being restarted) one after the other

@@ -51,7 +51,9 @@ class LiveSearcher:
         self.reload_error: str | None = None
         self._lock = threading.Lock()
         self._loading = False
-        self._sig = self._signature()
+        from .index import store
+        store.active(self.data_dir)  # no index yet: one line naming the script to run
+        self._sig = self._signature()  # before loading: a switch during the load is still noticed
         self.searcher = self._load()
 
     def _signature(self):

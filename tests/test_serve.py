@@ -317,3 +317,15 @@ def test_a_switch_by_s08_is_picked_up_without_a_failed_request(pipeline_base, tm
         assert s.json("/api/health")[1]["reload_error"] is None
     finally:
         s.stop()
+
+
+def test_one_line_when_it_cannot_start(tmp_path):
+    r = run("s11_serve.py", tmp_path / "nothing", check=False)
+    lines = (r.stdout + r.stderr).strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "s05_encode_docs_to_chromadb.py" in lines[0], lines
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        r = run("s11_serve.py", tmp_path, "--port", str(busy.getsockname()[1]), check=False)
+    lines = (r.stdout + r.stderr).strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "--port" in lines[0], lines
