@@ -310,6 +310,10 @@ def build_and_activate(data_dir: Path, ckpt_path: Path, device, opts: BuildOptio
     except StageError:
         old = None
     state = build_index(data_dir, ckpt_path, device, opts, log=log, on_saved=on_saved, script=script)
+    # BM25 beside the index (a no-op when data/bm25 is current): hybrid's first query, in s09 or s11,
+    # then never waits for it to be built
+    from .. import bm25
+    bm25.load_or_build(data_dir, log=log, **bm25.stage_params(data_dir))
     if activate:
         store.activate(data_dir, state, dict({"chroma_host": opts.host, "chroma_port": opts.port}, **(extra or {})))
     return state, old

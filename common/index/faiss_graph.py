@@ -208,7 +208,9 @@ class FaissGraph(Graph):
                     faiss.omp_set_num_threads(1)
                 graphs = []
                 for p, (lo, hi) in zip(self.paths, self.bounds):
-                    g = faiss.read_index(str(p))
+                    # mapped, not read: the graph and its vectors stay in the page cache, one copy shared by
+                    # every process that searches them (s11's workers); faiss without the flag reads a copy
+                    g = faiss.read_index(str(p), getattr(faiss, "IO_FLAG_MMAP_IFC", 0))
                     if g.ntotal != hi - lo:
                         raise DamagedInput(p, f"a graph of {g.ntotal:,} passages, expected {hi - lo:,}", "s08_reencode_all.py",
                                            message=f"{p} holds {g.ntotal:,} passages, expected {hi - lo:,}: re-run s08_reencode_all.py")
