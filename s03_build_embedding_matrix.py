@@ -37,6 +37,37 @@ def teacher_table(vocab: Vocab, device, log=print) -> tuple[np.ndarray, np.ndarr
     return mat, found
 
 
+def add_context(mat: np.ndarray, vocab: Vocab, d, n_texts: int, device) -> dict:
+    """Blend each word's vector with the teacher's states of that word in context, averaged over up
+    to n_texts training questions and their selected passages (in place): v = unit(static +
+    c/(c+1) * unit(context mean - the context means' mean)) for a word seen c times; words never
+    seen keep the static vector."""
+    import time
+    import pyarrow.parquet as pq
+    from tqdm import tqdm
+    from common import teacher
+    q = pq.read_table(d / "queries.parquet", columns=["split", "query", "passage_ids", "is_selected"]).to_pydict()
+    pos = {p for s, ids, sel in zip(q["split"], q["passage_ids"], q["is_selected"]) if s == "train"
+           for p, x in zip(ids, sel) if x == 1}
+    pt = pq.read_table(d / "passages.parquet", columns=["passage_id", "text"]).to_pydict()
+    ptexts = [t for i, t in zip(pt["passage_id"], pt["text"]) if i in pos]
+    qtexts = [t for s, t in zip(q["split"], q["query"]) if s == "train"]
+    texts = sorted(sorted(ptexts)[:n_texts] + sorted(qtexts)[:n_texts], key=len)  # by length: little padding
+    t0 = time.perf_counter()
+    index = {w: i for i, w in enumerate(vocab.words) if i >= 2}
+    with tqdm(total=len(texts), desc="s03 words in context", unit="text", mininterval=2) as bar:
+        ctx, counts = teacher.context_word_means(texts, index, len(vocab), device, progress=bar)
+    seen = counts > 0
+    x = ctx[seen] - ctx[seen].mean(0)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-9)
+    lam = (counts[seen] / (counts[seen] + 1.0))[:, None]
+    v = mat[seen] + lam * x
+    mat[seen] = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-9)
+    secs = time.perf_counter() - t0
+    print(f"words in context: {int(seen.sum()):,} words from {len(texts):,} texts in {secs:.0f} s")
+    return {"texts": len(texts), "words": int(seen.sum()), "seconds": round(secs, 1)}
+
+
 def glove_table(vocab: Vocab, source: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
     mat, found = glove.vectors_for(source, vocab.index, len(vocab))
     found[[PAD, UNK]] = False
@@ -52,6 +83,9 @@ def main():
     p = cli.parser(__doc__)
     p.add_argument("--vectors", default="minilm", choices=["minilm", "glove"],
                    help="minilm: the teacher's vector of each word; glove: GloVe's")
+    p.add_argument("--context-texts", type=cli.nonneg_int, default=0,
+                   help="minilm: blend in the teacher's states of each word in context, over up to this many "
+                        "training passages and as many training questions (0: off)")
     p.add_argument("--glove", default=None, help="GloVe source for --vectors glove; default: the one s02 used")
     p.add_argument("--seed", type=cli.nonneg_int, default=0)
     cli.add_device(p)
@@ -66,6 +100,8 @@ def main():
         device = cli.setup_torch(args)
         mat, found = teacher_table(vocab, device)
         settings = {"vectors": "minilm", "teacher": teacher.NAME, "teacher_sha256": teacher.WEIGHTS_SHA256}
+        if args.context_texts:
+            settings["context"] = add_context(mat, vocab, d, args.context_texts, device)
     else:
         source = args.glove or vm["settings"].get("glove", glove.DEFAULT)
         mat, found = glove_table(vocab, source, args.seed)

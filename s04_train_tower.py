@@ -28,6 +28,42 @@ from common.stages import script
 from common.train import attach_teacher, fit, head_start, project_teacher, train_set, validation_set
 
 
+def add_teacher_similarity_args(p):
+    g = p.add_argument_group("losses on the teacher's similarities (need --distill > 0; off by default)")
+    g.add_argument("--rel", type=cli.nonneg_float, default=0.0,
+                   help="weight of relational distillation: KL between the teacher's and the student's "
+                        "softmax over each batch's candidates")
+    g.add_argument("--rel-tau-t", type=cli.positive_float, default=0.05, help="teacher temperature for --rel")
+    g.add_argument("--rel-tau-s", type=cli.positive_float, default=0.05, help="student temperature for --rel")
+    g.add_argument("--mmse", type=cli.nonneg_float, default=0.0,
+                   help="weight of margin-MSE against the teacher on teacher-scored negatives (--teacher-neg)")
+    g.add_argument("--neg-distill", type=cli.nonneg_float, default=0.0,
+                   help="pointwise distillation weight on the teacher-scored negatives' own targets")
+    g.add_argument("--teacher-neg", default="none", choices=["none", "bm25", "candidates", "mined"],
+                   help="one negative per distilled pair, embedded by the teacher (common/teacher_negatives.py)")
+    g.add_argument("--lr-vectors", type=cli.positive_float, default=None,
+                   help="learning rate of the word vectors with --train-emb (default: --lr-emb)")
+    g.add_argument("--teacher-neg-skip", type=cli.nonneg_int, default=3)
+    g.add_argument("--teacher-neg-depth", type=cli.positive_int, default=30)
+    g.add_argument("--teacher-neg-fn-margin", type=float, default=0.0,
+                   help="drop a negative the teacher scores above (positive's score - this)")
+
+
+def teacher_similarity_setup(args, ts, corpus, device, distill, basis) -> dict:
+    if not distill:
+        if args.rel or args.mmse or args.neg_distill or args.teacher_neg != "none":
+            raise StageError("--rel, --mmse and --teacher-neg need the teacher (--distill > 0)")
+        return {}
+    if (args.mmse or args.neg_distill) and args.teacher_neg == "none":
+        raise StageError("--mmse and --neg-distill need --teacher-neg")
+    if args.teacher_neg != "none":
+        from common import teacher_negatives
+        teacher_negatives.attach(ts, corpus, args.teacher_neg, device, args.teacher_neg_skip,
+                                 args.teacher_neg_depth, args.teacher_neg_fn_margin, basis)
+    return {"rel": args.rel, "rel_tau_t": args.rel_tau_t, "rel_tau_s": args.rel_tau_s, "mmse": args.mmse,
+            "neg_distill": args.neg_distill}
+
+
 def main(argv=None, on_saved=None):
     """on_saved(epoch): called after each epoch's resumable state is saved (tests kill the run there)."""
     p = cli.parser(__doc__)
@@ -41,7 +77,11 @@ def main(argv=None, on_saved=None):
     p.add_argument("--no-token-weights", action="store_true", help="plain mean instead of learned IDF weights")
     p.add_argument("--gru-hidden", type=cli.positive_int, default=DEFAULT_CONFIG["gru_hidden"])
     p.add_argument("--temperature", type=cli.positive_float, default=DEFAULT_CONFIG["temperature"])
+    p.add_argument("--weight-fn", type=cli.nonneg_int_zero_means("off: a free weight per word"), default=0,
+                   help="pooling weights = IDF + an MLP (this hidden size) of the word vector, shared by all "
+                        "words; checkpoints bake it into the per-word table")
     cli.add_train(p, epochs=10, lr=1e-3, lr_emb=1e-2)
+    add_teacher_similarity_args(p)
     cli.add_device(p)
     cli.add_wandb(p)
     p.add_argument("--out", default="s04_model.pt", help="checkpoint name under --data-dir")
@@ -65,7 +105,8 @@ def main(argv=None, on_saved=None):
     cfg = dict(encoder=args.encoder, out_dim=args.out_dim, lex_dim=args.lex_dim, lex_scale=args.lex_scale,
                shared=args.shared_towers, freeze_emb=not args.train_emb, token_weights=not args.no_token_weights,
                gru_hidden=args.gru_hidden, temperature=args.temperature, embeddings=em["fingerprint"],
-               **corpus.token_limits)  # s02's limits: every later encoder reads them from the checkpoint
+               **corpus.token_limits,  # s02's limits: every later encoder reads them from the checkpoint
+               **({"weight_fn": args.weight_fn} if args.weight_fn else {}))
     if args.distill:
         with distributed.main_first(ddp):  # rank 0 fills data/teacher/, the others read it
             attach_teacher(ts, corpus, args.distill_pairs, device, log=say)
@@ -75,6 +116,8 @@ def main(argv=None, on_saved=None):
         say(f"warning: {len(ts):,} pairs cannot give {args.out_dim} teacher directions: training on labels only")
     if distill:
         project_teacher(ts, basis)
+    with distributed.main_first(ddp):  # rank 0 fills data/teacher/ (and BM25 for --teacher-neg bm25) first
+        aux = teacher_similarity_setup(args, ts, corpus, device, distill, basis)
     # a random head (no teacher projection) or GRU starts from the seed: the same in every process
     # and every run (a resumed run knows its own by the model it starts from)
     torch.manual_seed(args.seed)
@@ -91,7 +134,8 @@ def main(argv=None, on_saved=None):
     resume = Resume(resume_path(out), run_key("s04", args, inputs, world))
     best, hist = fit(model, corpus, ts, vs, device, out, args.epochs, args.batch_size, args.lr, args.lr_emb,
                      loss=args.loss, margin=args.margin, seed=args.seed, run=run,
-                     patience=args.patience, distill=distill, log=say, ddp=ddp, resume=resume, on_saved=on_saved,
+                     patience=args.patience, distill=distill, aux=aux, lr_vectors=args.lr_vectors,
+                     log=say, ddp=ddp, resume=resume, on_saved=on_saved,
                      meta={"vocab_fingerprint": corpus.vocab.fingerprint, "stage": "s04",
                            # s07 distils through the same projection; none when s04 had no teacher
                            **({"teacher_basis": torch.from_numpy(basis)} if distill else {})})

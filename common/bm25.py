@@ -22,6 +22,7 @@ B = 0.4
 METHOD = "lucene"
 STOPWORDS = "en"      # bm25s's English list; None: keep every word
 STEMMER = "english"   # a Snowball (PyStemmer) language; None: no stemming
+STREAM_ROWS = 50_000  # passages tokenised at a time when data/bm25 is built
 DEFAULTS = {"k1": K1, "b": B, "method": METHOD, "stopwords": STOPWORDS, "stemmer": STEMMER}
 REBUILDS = f"{script('s10')} (it rebuilds data/bm25)"  # who to re-run when data/bm25 is damaged
 
@@ -153,6 +154,41 @@ def build(texts: list[str], ids: np.ndarray, **kw):
     return BM25Index(r, np.asarray(ids, dtype=np.int64), p)
 
 
+def tokenize_batches(batches, **kw) -> tuple[list[list[int]], dict]:
+    """(token ids per passage, vocabulary) of texts that come a batch at a time: each batch through
+    bm25s.tokenize (the rules queries are tokenised by), its ids renumbered into one vocabulary, so
+    neither the pool's texts nor its string tokens are ever held at once. bm25s numbers its
+    vocabulary in set order, so the ids differ from one whole-list call's; the index does not."""
+    import bm25s
+    p = params(**kw)
+    stemmer, vocab, out = _stemmer(p["stemmer"]), {}, []
+    for texts in batches:
+        tok = bm25s.tokenize(texts, stopwords=p["stopwords"], stemmer=stemmer, show_progress=False)
+        local = [0] * len(tok.vocab)
+        for word, i in tok.vocab.items():
+            local[i] = vocab.setdefault(word, len(vocab))
+        out.extend([local[t] for t in doc] for doc in tok.ids)
+    return out, vocab
+
+
+def build_streaming(batches, ids: np.ndarray, **kw) -> BM25Index:
+    """build() of texts that come a batch at a time (tokenize_batches): the same index."""
+    import bm25s
+    p = params(**kw)
+    r = bm25s.BM25(method=p["method"], k1=p["k1"], b=p["b"])
+    r.index(tokenize_batches(batches, **p), show_progress=False)
+    return BM25Index(r, np.asarray(ids, dtype=np.int64), p)
+
+
+def _passage_batches(path: Path, rows: int):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    f = pq.ParquetFile(path)
+    cols = [c for c in ("text", "title") if c in f.schema_arrow.names]
+    for b in f.iter_batches(batch_size=rows, columns=cols):
+        yield indexed_texts(pa.Table.from_batches([b]))
+
+
 def _load_checked(out: Path, st: dict, p: dict) -> BM25Index:
     """data/bm25 as saved, after comparing each file with the size (and hash) recorded at build
     time; StageError naming the first damaged file."""
@@ -162,13 +198,21 @@ def _load_checked(out: Path, st: dict, p: dict) -> BM25Index:
         if bad:
             raise damaged(out / fname, bad, REBUILDS)
     try:
-        r = bm25s.BM25.load(str(out), show_progress=False)
+        # memory-mapped: the posting lists stay in the page cache, shared by every process (s11's workers)
+        r = bm25s.BM25.load(str(out), show_progress=False, mmap=True)
         ids = load_npy_artifact(out / "passage_ids.npy", REBUILDS)
     except StageError:
         raise
     except Exception as e:
         raise damaged(out, f"unreadable ({type(e).__name__})", REBUILDS)
     return BM25Index(r, np.asarray(ids, dtype=np.int64), p)
+
+
+def stage_params(data_dir: Path) -> dict:
+    """The parameters the pipeline's BM25 uses: those s10 evaluated with (data/reports/hybrid.json),
+    DEFAULTS before s10 has run, so that s05/s08 build the index s09, s10 and s11 then load."""
+    h = read_json_artifact(Path(data_dir) / "reports" / "hybrid.json", script("s10"), missing_ok=True) or {}
+    return h.get("bm25") if isinstance(h.get("bm25"), dict) else {}
 
 
 def load_or_build(data_dir: Path, log=print, repair: bool = True, **kw) -> BM25Index:
@@ -192,8 +236,8 @@ def load_or_build(data_dir: Path, log=print, repair: bool = True, **kw) -> BM25I
             log(f"{str(e).split(': re-run')[0]}; building it again")
     remove_stale_tmp(out)
     log(f"building the {label(p)} index ...")
-    t = pq.read_table(d / "passages.parquet")
-    idx = build(indexed_texts(t), t["passage_id"].to_numpy(), **p)
+    ids = pq.read_table(d / "passages.parquet", columns=["passage_id"])["passage_id"].to_numpy()
+    idx = build_streaming(_passage_batches(d / "passages.parquet", STREAM_ROWS), ids, **p)
     tmp = tmp_path(out)
     idx.retriever.save(str(tmp), show_progress=False)
     np.save(tmp / "passage_ids.npy", idx.ids)

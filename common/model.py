@@ -76,6 +76,16 @@ class Tower(nn.Module):
         self.weights = nn.Embedding(vocab_size, 1, sparse=True) if cfg["token_weights"] else None
         if self.weights is not None:
             self.weights.weight.data.copy_(_inv_softplus(idf.clamp_min(1e-3)).unsqueeze(1))
+        self.wnet = None
+        if cfg.get("weight_fn") and self.weights is not None:
+            # the pooling weight's change from IDF as a function of the word's vector, shared by all
+            # words (a word the training pairs never show moves with the words it resembles); the
+            # per-word table stays at IDF while training, and checkpoints bake the sum into it
+            self.weights.weight.requires_grad_(False)
+            self.wnet = nn.Sequential(nn.Linear(emb.embedding_dim, int(cfg["weight_fn"])), nn.Tanh(),
+                                      nn.Linear(int(cfg["weight_fn"]), 1))
+            nn.init.zeros_(self.wnet[2].weight)
+            nn.init.zeros_(self.wnet[2].bias)
         d = emb.embedding_dim
         if cfg["encoder"] == "gru":
             self.gru = nn.GRU(d, cfg["gru_hidden"], batch_first=True)
@@ -88,12 +98,16 @@ class Tower(nn.Module):
     def forward(self, ids, lengths, stems, codes):
         mask = (torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]).float()
         if self.weights is not None:
-            w = F.softplus(self.weights(ids).squeeze(-1)) * mask
+            raw = self.weights(ids).squeeze(-1)
+            if self.wnet is not None:
+                raw = raw + self.wnet(self.emb(ids).float()).squeeze(-1)
+            w = F.softplus(raw) * mask
         else:
             w = mask
         w = w / w.sum(1, keepdim=True).clamp_min(1e-6)
         if self.cfg["encoder"] == "avg":
-            sem = F.embedding_bag(ids, self.emb.weight, per_sample_weights=w, mode="sum", sparse=True)  # --train-emb: SparseAdam
+            sem = F.embedding_bag(ids, self.emb.weight, per_sample_weights=w, mode="sum",
+                                  sparse=self.emb.sparse and self.emb.weight.requires_grad)
         else:
             L = min(ids.shape[1], self.cfg["gru_max"])
             packed = nn.utils.rnn.pack_padded_sequence(self.emb(ids[:, :L]), lengths.cpu().clamp(1, L),
@@ -178,16 +192,36 @@ class TwoTowerModel(nn.Module):
             sd = {k: v for k, v in sd.items() if not k.endswith("emb.weight")}
         return sd
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, stored: dict | None = None) -> str:
         h = hashlib.sha1(str(self.config.get("embeddings", "")).encode())
-        for k, v in sorted(self._stored().items()):
+        for k, v in sorted((self._stored() if stored is None else stored).items()):
             h.update(k.encode())
             h.update(v.detach().cpu().float().numpy().tobytes())
         return h.hexdigest()[:16]
 
     def checkpoint(self, **extra) -> dict:
+        if self.config.get("weight_fn"):
+            return self._baked_checkpoint(**extra)
         return {"config": self.config, "state_dict": {k: v.cpu() for k, v in self._stored().items()},
                 "fingerprint": self.fingerprint(), **extra}
+
+    @torch.no_grad()
+    def _baked_checkpoint(self, **extra) -> dict:
+        """weight_fn: the per-word table + wnet(vector) of every word, written into the per-word
+        table; the checkpoint is then an ordinary one (weight_fn 0), the same model."""
+        sd = {k: v.detach().cpu() for k, v in self._stored().items() if ".wnet." not in k}
+        for name, tower in (("query_tower", self.query_tower), ("passage_tower", self.passage_tower)):
+            key = f"{name}.weights.weight"
+            if tower.wnet is None or key not in sd:
+                continue
+            emb = tower.emb.weight
+            out = torch.empty_like(sd[key])
+            for s in range(0, len(out), 65536):
+                e = emb[s:s + 65536].to(tower.wnet[0].weight.device).float()
+                out[s:s + 65536] = (tower.weights.weight[s:s + 65536] + tower.wnet(e)).cpu()
+            sd[key] = out
+        cfg = dict(self.config, weight_fn=0)
+        return {"config": cfg, "state_dict": sd, "fingerprint": self.fingerprint(sd), **extra}
 
     @staticmethod
     def holds_embeddings(ckpt: dict) -> bool:

@@ -183,19 +183,33 @@ class Searcher:
             check_aligned(self.index.row_ids, bm25)  # once: hybrid works in rows of both
             self._aligned = True
 
-    def search(self, text: str, k: int = 10) -> list[Hit]:
+    def prepare_all_modes(self):
+        """Load everything any mode needs now (BM25, its alignment with the index, the text store), so
+        that no request pays for it: s11 calls it before it says it is serving."""
+        self._check_aligned(self._need_bm25())
+        self._lookup([])
+        return self
+
+    def search(self, text: str, k: int = 10, mode: str | None = None) -> list[Hit]:
+        """The top k of one query; mode: this searcher's (set_mode) unless given (s11 takes it per
+        request: call prepare_all_modes first). A k outside 1..MAX_K is refused, never cut."""
         text = self.check_query(text)
-        k = max(1, min(int(k), MAX_K))
+        mode = mode or self.mode
+        if mode not in MODES:
+            raise QueryError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
+            raise QueryError(f"k must be a whole number from 1 to {MAX_K:,}")
+        k = int(k)
         v, known = self.encode([text])
         dense_ok = known[0] > 0
-        bm25 = self._need_bm25() if self.mode != "dense" else None
-        if self.mode == "dense" or self.mode == "hybrid":
-            if not dense_ok and (self.mode == "dense" or not bm25.tokens([text])[0]):
+        bm25 = self._need_bm25() if mode != "dense" else None
+        if mode == "dense" or mode == "hybrid":
+            if not dense_ok and (mode == "dense" or not bm25.tokens([text])[0]):
                 raise QueryError("none of the query's words are in the vocabulary: try other words")
-        if self.mode == "dense":
+        if mode == "dense":
             rows, scores = self.index.search(v, k)
             rows, scores = rows[0], scores[0]
-        elif self.mode == "bm25":
+        elif mode == "bm25":
             if not bm25.tokens([text])[0]:
                 raise QueryError("none of the query's words are in the vocabulary: try other words")
             b_rows, b_sc = bm25.search_rows([text], k)

@@ -14,7 +14,7 @@ class Stage:
     key: str                      # "s04"
     script: str                   # "s04_train_tower.py"
     outputs: tuple = field(default=())  # file or folder names under the data dir
-    in_pipeline: bool = True      # run_pipeline.sh runs it (s09 is interactive)
+    in_pipeline: bool = True      # run_pipeline.sh runs it (s09 is interactive, s11 a server)
 
 
 STAGES: tuple[Stage, ...] = (
@@ -29,6 +29,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("s08", "s08_reencode_all.py", ("indexes",)),
     Stage("s09", "s09_query_retrieve.py", (), in_pipeline=False),
     Stage("s10", "s10_evaluate.py", ("reports", "hybrid.json", "bm25", "external")),
+    Stage("s11", "s11_serve.py", (), in_pipeline=False),  # the web page and API: a server, run by hand
 )
 BY_KEY = {s.key: s for s in STAGES}
 PIPELINE = tuple(s for s in STAGES if s.in_pipeline)

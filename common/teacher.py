@@ -169,3 +169,53 @@ def targets(data_dir: Path, kind: str, ids: np.ndarray, texts_for, device="cpu",
                 np.savez(fh, ids=have_ids, vecs=have, teacher=np.array(WEIGHTS_SHA256))
     pos, _ = find_sorted(have_ids, ids)
     return have[pos].astype(np.float32)
+
+
+# ---------------------------------------------------------------- words in context (s03 --context-texts)
+def context_word_means(texts: list[str], index: dict, n_words: int, device="cpu", batch_size: int = 32,
+                       progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """For each vocabulary word (index: word -> id) the mean over its occurrences in `texts` of the
+    teacher's output state of the word (the mean of its word pieces' states), and the occurrence
+    count: (n_words x 384 float32 sums divided by counts, counts). Words are the teacher's own
+    lower-cased word split (BERT's basic tokenizer); one not in `index` is skipped."""
+    import torch
+    m = load(device)
+    tr = m[0]
+    tok, net = tr.tokenizer, tr.auto_model
+    sums = np.zeros((n_words, DIM), np.float64)
+    counts = np.zeros(n_words, np.int64)
+    net.eval()
+    with torch.inference_mode():
+        for s in range(0, len(texts), batch_size):
+            enc = tok(list(texts[s:s + batch_size]), truncation=True, max_length=256, padding=True,
+                      return_tensors="pt")
+            h = net(input_ids=enc["input_ids"].to(device),
+                    attention_mask=enc["attention_mask"].to(device)).last_hidden_state.float().cpu().numpy()
+            for j in range(h.shape[0]):
+                wid = enc.word_ids(j)
+                toks = enc.tokens(j)
+                cur, vec, n = None, None, 0
+                words = []
+                for k, w in enumerate(wid):
+                    if w is None:
+                        continue
+                    if w != cur:
+                        if cur is not None:
+                            words.append((piece, vec / n))
+                        cur, piece, vec, n = w, toks[k], h[j, k].copy(), 1
+                    else:
+                        piece += toks[k][2:] if toks[k].startswith("##") else toks[k]
+                        vec += h[j, k]
+                        n += 1
+                if cur is not None:
+                    words.append((piece, vec / n))
+                for word, v in words:
+                    i = index.get(word)
+                    if i is not None:
+                        sums[i] += v
+                        counts[i] += 1
+            if progress is not None:
+                progress.update(h.shape[0])
+    seen = counts > 0
+    sums[seen] /= counts[seen, None]
+    return sums.astype(np.float32), counts

@@ -51,6 +51,12 @@ class TrainSet:
     t_p: np.ndarray | None = None
     has_t: np.ndarray | None = None
     t_raw: tuple | None = None      # (pairs, 384-d query targets, 384-d passage targets)
+    t_qf: np.ndarray | None = None  # the teacher's own (384-d, unit) vectors per row, for its similarities
+    t_pf: np.ndarray | None = None
+    tn_rows: np.ndarray | None = None  # a teacher-scored negative per row (common/teacher_negatives.py)
+    t_nf: np.ndarray | None = None
+    t_n: np.ndarray | None = None      # its target through the head's projection, like t_p
+    has_tn: np.ndarray | None = None
 
     def __len__(self):
         return len(self.q_rows)
@@ -118,6 +124,8 @@ def project_teacher(ts: TrainSet, basis: np.ndarray):
     ts.has_t = found
     ts.t_q = np.where(found[:, None], unit(tq @ basis)[src], 0).astype(np.float32)
     ts.t_p = np.where(found[:, None], unit(tp @ basis)[src], 0).astype(np.float32)
+    ts.t_qf = np.where(found[:, None], unit(tq)[src], 0).astype(np.float32)
+    ts.t_pf = np.where(found[:, None], unit(tp)[src], 0).astype(np.float32)
 
 
 def _texts(path, col: str, idx):
@@ -169,9 +177,14 @@ def validate(model: TwoTowerModel, corpus: Corpus, vs: ValSet, device) -> dict:
 
 
 def batch_loss(model, corpus, ts: TrainSet, b: np.ndarray, loss: str, device,
-               temperature: float, margin: float, distill: float = 0.0):
+               temperature: float, margin: float, distill: float = 0.0, aux: dict | None = None):
+    aux = aux or {}
     qi, ql = corpus.qtok.batch(ts.q_rows[b], model.max_tokens("query"))
     cand_rows = np.concatenate([ts.p_rows[b], ts.n_rows[b]])
+    use_tn = ts.has_tn is not None and (aux.get("mmse") or aux.get("rel") or aux.get("neg_distill")) \
+        and ts.has_tn[b].any()
+    if use_tn:  # the teacher-scored negatives follow (rows without one repeat their positive, unused)
+        cand_rows = np.concatenate([cand_rows, np.where(ts.has_tn[b], ts.tn_rows[b], ts.p_rows[b])])
     pi, pl = corpus.ptok.batch(cand_rows, model.max_tokens("passage"))
     t = lambda a: torch.from_numpy(a).to(device, non_blocking=True)
     with autocast(device):
@@ -185,6 +198,9 @@ def batch_loss(model, corpus, ts: TrainSet, b: np.ndarray, loss: str, device,
         cq = (F.normalize(q[:, :D], dim=-1) * t(ts.t_q[b])).sum(1)
         cp = (F.normalize(c[:B, :D], dim=-1) * t(ts.t_p[b])).sum(1)
         extra = distill * ((1 - cq)[h].mean() + (1 - cp)[h].mean())
+    if aux.get("rel") or aux.get("mmse") or aux.get("neg_distill"):
+        extra = extra + teacher_similarity_loss(q, c, ts, b, B, use_tn, aux, t)
+    c = c[:2 * B]
     if loss == "triplet":
         pos = (q * c[:B]).sum(1)
         neg = (q * c[B:]).sum(1)
@@ -199,11 +215,49 @@ def batch_loss(model, corpus, ts: TrainSet, b: np.ndarray, loss: str, device,
     return F.cross_entropy(logits, torch.arange(B, device=device)) + extra
 
 
+def teacher_similarity_loss(q, c, ts: TrainSet, b, B: int, use_tn: bool, aux: dict, t):
+    """Losses on the teacher's similarities (its own 384-d vectors), not on its vectors:
+    - rel (relational distillation): for each query with a teacher target, KL(teacher || student)
+      between softmaxes over the batch's candidates (the positives with a target, and the
+      teacher-scored negatives when there are any): teacher cosines / rel_tau_t, the student's /
+      rel_tau_s. No extra teacher cost: the targets are the ones `distill` uses.
+    - mmse (margin-MSE): (s(q,p) - s(q,n) - (t(q,p) - t(q,n)))^2 for rows with a teacher-scored negative.
+    - neg_distill: the pointwise distillation (1 - cos to the teacher's projected vector) on those negatives."""
+    if ts.t_qf is None or not ts.has_t[b].any():
+        return 0.0
+    h = ts.has_t[b]
+    tq, tp = t(ts.t_qf[b]), t(ts.t_pf[b])
+    out = 0.0
+    hn = ts.has_tn[b] & h if use_tn else np.zeros(B, bool)
+    if aux.get("rel"):
+        cols = [c[:B][t(h)]]
+        tcols = [tp[t(h)]]
+        if hn.any():
+            cols.append(c[2 * B:][t(hn)])
+            tcols.append(t(ts.t_nf[b])[t(hn)])
+        sc, tc = torch.cat(cols), torch.cat(tcols)
+        qs, tqs = q[t(h)], tq[t(h)]
+        log_s = F.log_softmax(qs @ sc.T / aux["rel_tau_s"], dim=1)
+        p_t = F.softmax(tqs @ tc.T / aux["rel_tau_t"], dim=1)
+        out = out + aux["rel"] * F.kl_div(log_s, p_t, reduction="batchmean")
+    if aux.get("mmse") and hn.any():
+        m = t(hn)
+        tn = t(ts.t_nf[b])
+        s_margin = (q * c[:B]).sum(1) - (q * c[2 * B:]).sum(1)
+        t_margin = (tq * tp).sum(1) - (tq * tn).sum(1)
+        out = out + aux["mmse"] * ((s_margin - t_margin)[m] ** 2).mean()
+    if aux.get("neg_distill") and hn.any():  # the pointwise pull, on the negatives' own targets
+        D = ts.t_n.shape[1]
+        cn = (F.normalize(c[2 * B:, :D], dim=-1) * t(ts.t_n[b])).sum(1)
+        out = out + aux["neg_distill"] * (1 - cn)[t(hn)].mean()
+    return out
+
+
 def fit(model: TwoTowerModel, corpus: Corpus, ts: TrainSet, vs: ValSet, device, out_path: Path,
         epochs: int, batch_size: int, lr: float, lr_emb: float, loss: str = "triplet",
         margin: float = 0.2, seed: int = 0, run=None, meta: dict | None = None,
         patience: int = 0, start_mrr: float | None = None, log=print, distill: float = 0.0,
-        ddp=None, resume=None, on_saved=None):
+        aux: dict | None = None, lr_vectors: float | None = None, ddp=None, resume=None, on_saved=None):
     """Train; after each epoch validate and keep the best checkpoint at out_path.
 
     ddp: common.distributed.Dist under torchrun (None: one process): each rank trains on its share
@@ -217,7 +271,11 @@ def fit(model: TwoTowerModel, corpus: Corpus, ts: TrainSet, vs: ValSet, device, 
     sparse = model.sparse_parameters()
     opts = [torch.optim.Adam(model.dense_parameters(), lr=lr)]
     if sparse:
-        opts.append(torch.optim.SparseAdam(sparse, lr=lr_emb))
+        vec = [p for p in sparse if p.shape[1] > 1]  # the word table (--train-emb); the rest: token weights
+        groups = [{"params": [p for p in sparse if p.shape[1] == 1]}]
+        if vec:
+            groups.append({"params": vec, "lr": lr_vectors or lr_emb})
+        opts.append(torch.optim.SparseAdam([g for g in groups if g["params"]], lr=lr_emb))
     temperature = model.config["temperature"]
     steps_per_epoch = max(1, math.ceil(len(ts) / batch_size))
     best = {"mrr@10": -1.0 if start_mrr is None else start_mrr, "epoch": -1}
@@ -250,7 +308,7 @@ def fit(model: TwoTowerModel, corpus: Corpus, ts: TrainSet, vs: ValSet, device, 
             if len(g) < 2:
                 continue
             b, w = distributed.local_batch(ddp, g)  # one process: the whole batch, weight 1
-            l = batch_loss(model, corpus, ts, b, loss, device, temperature, margin, distill)
+            l = batch_loss(model, corpus, ts, b, loss, device, temperature, margin, distill, aux)
             for o in opts:
                 o.zero_grad(set_to_none=True)
             l.backward()

@@ -58,3 +58,21 @@ def test_a_title_is_indexed_with_its_text(tmp_path):
     idx = bm25.load_or_build(tmp_path, lambda *a: None)
     i, s = idx.search(["okapi"], 1)
     assert i[0, 0] == 3 and s[0, 0] > 0
+
+
+def test_streaming_build_ranks_as_the_whole_list_build():
+    """data/bm25 is built from passages a batch at a time (bm25.build_streaming); any batch size gives
+    the rankings and scores of one bm25s.tokenize call over the whole list."""
+    import numpy as np
+    from common import bm25
+    texts = ["The cat sat on the mat.", "Dogs and cats: a history", "", "the the the", "Sat on a mat, the dog slept",
+             "Corporations are legal entities", "a corporation is an entity", "MATS and rugs", "café crème", "x"]
+    ids = np.arange(100, 100 + len(texts))
+    whole = bm25.build(texts, ids)
+    qs = ["cat on a mat", "corporation entity", "the", "dog", "café", "nothing here"]
+    for n in (1, 3, 100):
+        part = bm25.build_streaming((texts[i:i + n] for i in range(0, len(texts), n)), ids)
+        for q in qs:
+            a, b = whole.search_rows([q], 10), part.search_rows([q], 10)
+            assert np.array_equal(a[0][0], b[0][0]) and np.allclose(a[1][0], b[1][0], atol=1e-6), (n, q)
+            assert np.allclose(whole.scores(q), part.scores(q), atol=1e-6)

@@ -64,3 +64,27 @@ def test_frozen_word_table_stays_out_of_the_checkpoint(tmp_path):
     m3 = TwoTowerModel(30, 8, dict(m.config, embeddings="fp2"), embeddings=emb)
     m3.load_state_dict(m.state_dict())
     assert m3.fingerprint() != m.fingerprint()
+
+
+def test_weight_fn_checkpoint_is_the_same_model_with_a_per_word_table():
+    """--weight-fn: checkpoints bake IDF + MLP(vector) into the ordinary per-word table."""
+    import numpy as np
+    import torch
+    from common.model import TwoTowerModel
+    rng = np.random.default_rng(0)
+    V, D = 50, 16
+    emb = rng.standard_normal((V, D)).astype(np.float32)
+    idf = (rng.random(V) + 0.5).astype(np.float32)
+    m = TwoTowerModel(V, D, {"out_dim": 8, "weight_fn": 4, "embeddings": "x"}, embeddings=emb, idf=idf)
+    with torch.no_grad():
+        for t in (m.query_tower, m.passage_tower):
+            t.wnet[2].weight.normal_()
+            t.wnet[2].bias.fill_(0.3)
+    ids = torch.randint(2, V, (5, 7))
+    lens = torch.tensor([7, 3, 5, 1, 6])
+    ck = m.checkpoint()
+    assert ck["config"]["weight_fn"] == 0 and not any(".wnet." in k for k in ck["state_dict"])
+    m2 = TwoTowerModel.from_checkpoint(ck, embeddings=emb)
+    assert torch.allclose(m2.encode_query(ids, lens), m.encode_query(ids, lens), atol=1e-6)
+    assert torch.allclose(m2.encode_passage(ids, lens), m.encode_passage(ids, lens), atol=1e-6)
+    assert ck["fingerprint"] == m2.fingerprint()

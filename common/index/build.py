@@ -124,6 +124,17 @@ class EncodeSource:
             self._model, _ = load_model(self.ckpt_path, vocab.fingerprint, torch.device(self.device))
         return self._model
 
+    def sample(self, rows: np.ndarray) -> np.ndarray:
+        """The index vectors of these rows (for the graph's centre)."""
+        import torch
+        from ..encode import encode_rows
+        from ..vocab import TokenTable
+        model = self._load()
+        table = TokenTable.read(self.data_dir / "passages_tok.parquet", "passage_id")
+        vecs = encode_rows(model, table, rows, "passage", torch.device(self.device), batch_size=512)
+        cfg = model.config
+        return index_vectors(vecs, cfg["out_dim"], cfg["lex_dim"], self.meta["index_dim"])
+
     def batches(self, lo: int, hi: int, start: int):
         import torch
         from ..encode import encode_rows
@@ -146,6 +157,14 @@ class EncodeSource:
                 yield rows, table.ids[rows], index_vectors(vecs, cfg["out_dim"], cfg["lex_dim"], self.meta["index_dim"]), docs
         finally:
             full.close()
+
+
+CENTRE_SAMPLE = 20_000  # passages whose mean centres the faiss graph (any centre keeps the ranking exact)
+
+
+def sample_rows(total: int, n: int = CENTRE_SAMPLE) -> np.ndarray:
+    """Evenly spaced rows across the whole table (the same for a resumed build)."""
+    return np.unique(np.linspace(0, total - 1, min(n, total)).astype(np.int64))
 
 
 def precision(device) -> dict:
@@ -186,6 +205,8 @@ def build_index(data_dir: Path, ckpt_path: Path, device, opts: BuildOptions | No
     shards = opts.shards or backend.auto_shards(total, job)
     # another backend or shard count is another index (a rebuild never touches the one s09 may be querying)
     key = dict(opts.hnsw, backend=backend_name, **({"shards": shards} if shards > 1 and backend is faiss_graph else {}))
+    if backend is faiss_graph:
+        key["centred"] = True  # a graph over centred vectors is another graph than before
     name = store.index_name(ckpt["fingerprint"], key, index_dim if index_dim < model.dim else None)
     if backend is chroma_graph and shards > 1:
         name = f"{name}-x{shards}"  # its own state: never confused with a one-collection build
@@ -215,6 +236,8 @@ def build_index(data_dir: Path, ckpt_path: Path, device, opts: BuildOptions | No
     else:
         source = EncodeSource(d, ckpt_path, device, name, meta, opts.encode_batch, opts.store_text, model=model)
         meta_parts = None
+    if backend is faiss_graph and not (same_build(st, meta, total) and "centre" in st):
+        job.options["centre"] = source.sample(sample_rows(total)).mean(0)
     with tqdm(total=total, desc=f"index {name}" + (f" ({shards} shards)" if shards > 1 else ""), unit="passage",
               mininterval=1) as bar:
         job.progress = bar
@@ -287,6 +310,10 @@ def build_and_activate(data_dir: Path, ckpt_path: Path, device, opts: BuildOptio
     except StageError:
         old = None
     state = build_index(data_dir, ckpt_path, device, opts, log=log, on_saved=on_saved, script=script)
+    # BM25 beside the index (a no-op when data/bm25 is current): hybrid's first query, in s09 or s11,
+    # then never waits for it to be built
+    from .. import bm25
+    bm25.load_or_build(data_dir, log=log, **bm25.stage_params(data_dir))
     if activate:
         store.activate(data_dir, state, dict({"chroma_host": opts.host, "chroma_port": opts.port}, **(extra or {})))
     return state, old

@@ -4,6 +4,12 @@ Why faiss by default: it builds the same graphs (M 16, ef_construction 100) in a
 time of Chroma's hnswlib, which also logs every vector in SQLite first, and answers faster with
 as good recall (bench/README.md). This is the only module that imports faiss.
 
+The graph holds each index vector minus a centre (the mean of a sample of them, in the index's
+state): inner products with the query then differ from the true ones by q.centre, the same for
+every passage, so the ranking is unchanged, while the vectors no longer sit in one narrow cone
+(a trained model's passage vectors do: mean cosine to their mean ~0.9), where HNSW's greedy search
+finds few of the true neighbours (bench/README.md).
+
 Files, beside the vector files of common/index/vectors.py in data/indexes/:
     <name>.faiss       the graph: inner product over unit index vectors (= cosine); labels are rows
                        of passages_tok (<name>.<i>of<n>.faiss for shard i of n: rows
@@ -116,6 +122,8 @@ def build(job: BuildJob, source) -> dict:
             p.unlink(missing_ok=True)
         state = dict(meta, name=name, total=total, done=0, complete=False, backend="faiss", shards=shards,
                      hnsw=dict(hnsw))
+        if job.options.get("centre") is not None:
+            state["centre"] = [float(x) for x in job.options["centre"]]
         write_json(pp, state)
     else:
         state["done"] = start
@@ -135,9 +143,14 @@ def build(job: BuildJob, source) -> dict:
         if job.on_saved is not None:
             job.on_saved(done)
 
+    # The graph holds p - centre (inner product): q.(p - c) = q.p - q.c ranks every passage as q.p
+    # does, while the vectors no longer crowd in one narrow cone, where HNSW finds few neighbours.
+    centre = np.asarray(state["centre"], np.float32) if state.get("centre") is not None else None
+
     def add():
         if buf:
-            graph.add(np.ascontiguousarray(np.concatenate(buf), dtype=np.float32))  # label = row - lo
+            x = np.concatenate(buf).astype(np.float32)
+            graph.add(np.ascontiguousarray(x - centre if centre is not None else x))  # label = row - lo
             buf.clear()
 
     pos = start
@@ -195,7 +208,9 @@ class FaissGraph(Graph):
                     faiss.omp_set_num_threads(1)
                 graphs = []
                 for p, (lo, hi) in zip(self.paths, self.bounds):
-                    g = faiss.read_index(str(p))
+                    # mapped, not read: the graph and its vectors stay in the page cache, one copy shared by
+                    # every process that searches them (s11's workers); faiss without the flag reads a copy
+                    g = faiss.read_index(str(p), getattr(faiss, "IO_FLAG_MMAP_IFC", 0))
                     if g.ntotal != hi - lo:
                         raise DamagedInput(p, f"a graph of {g.ntotal:,} passages, expected {hi - lo:,}", "s08_reencode_all.py",
                                            message=f"{p} holds {g.ntotal:,} passages, expected {hi - lo:,}: re-run s08_reencode_all.py")

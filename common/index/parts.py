@@ -81,6 +81,16 @@ class PartsSource:
     def single_thread(self):
         pass
 
+    def sample(self, rows: np.ndarray) -> np.ndarray:
+        out = []
+        for p in self.parts:
+            plo, phi = p["rows"]
+            r = rows[(rows >= plo) & (rows < phi)]
+            if len(r):
+                out.append(np.asarray(np.load(p["vectors"], mmap_mode="r")[r - plo], np.float32))
+        v = np.concatenate(out)
+        return index_vectors(v, self.meta["out_dim"], self.meta["lex_dim"], self.meta["index_dim"])
+
     def batches(self, lo: int, hi: int, start: int):
         full = VectorWriter(vectors_path(self.data_dir, self.name))
         try:
