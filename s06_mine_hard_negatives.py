@@ -3,7 +3,9 @@
 For each training query: its top `--depth` passages from the s04 index; negatives are drawn
 from ranks `--skip`..`--depth` (below the very top, where false negatives crowd), never a passage
 selected for the query, never one of its own candidates, and never one scoring within `--margin`
-of its positive. Writes data/hard_negatives.parquet in the triplet layout.
+of its positive. Writes data/hard_negatives.parquet in the triplet layout. The searches are kept
+batch by batch (data/hard_negatives.parquet.chunks/): killed part-way, a re-run resumes at the last
+finished batch.
 
     python s06_mine_hard_negatives.py
 """
@@ -12,6 +14,7 @@ import pyarrow.parquet as pq
 
 from common import cli
 from common.artifacts import MissingInput, StageError, atomic_path, run_main, write_manifest
+from common.chunks import Chunks, unragged
 from common.corpus import load_corpus
 from common.encode import encode_rows, load_model
 from common.index import chroma_graph, store
@@ -19,7 +22,8 @@ from common.mining import mine
 from common.stages import script
 
 
-def main():
+def main(argv=None, on_saved=None):
+    """on_saved(batch): called after each search batch is kept (tests kill the stage there)."""
     p = cli.parser(__doc__)
     p.add_argument("--checkpoint", default="s04_model.pt")
     p.add_argument("--skip", type=cli.nonneg_int, default=3, help="ranks at the very top that are never used")
@@ -31,7 +35,7 @@ def main():
     p.add_argument("--seed", type=cli.nonneg_int, default=0)
     chroma_graph.add_args(p)
     cli.add_device(p)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.skip >= args.depth:
         p.error(f"argument --skip: must be below --depth ({args.skip} >= {args.depth})")
     from tqdm import tqdm
@@ -55,21 +59,39 @@ def main():
     pv = encode_rows(model, corpus.ptok, first_pos, "passage", device)
     pos_scores = (qv * pv).sum(1)
     ranked_ids, ranked_sc = [], []
-    for s in tqdm(range(0, len(qids), args.query_batch), desc="s06 search", unit="batch", mininterval=1):
-        ids, sc = index.search_ids(qv[s:s + args.query_batch], args.depth)
-        ranked_ids += [i.tolist() for i in ids]
-        ranked_sc += [x.tolist() for x in sc]
+    out = d / "hard_negatives.parquet"
+    chunks = Chunks(out.with_name(out.name + ".chunks"),
+                    {"model": ckpt["fingerprint"], "index": index.name, "vocab": corpus.vocab.fingerprint,
+                     "depth": args.depth, "query_batch": args.query_batch, "queries": len(qids)})
+    starts = range(0, len(qids), args.query_batch)
+    if chunks.count():
+        print(f"resuming: {chunks.count()} of {len(starts)} search batches already done")
+    for n, s in enumerate(tqdm(starts, desc="s06 search", unit="batch", mininterval=1)):
+        try:
+            got = chunks.load(n) if chunks.done(n) else None
+        except KeyError:
+            got = None
+        if got is None:
+            ids, sc = index.search_ids(qv[s:s + args.query_batch], args.depth)
+            got = {"ids_flat": np.concatenate(ids) if ids else np.zeros(0, np.int64),
+                   "sc_flat": np.concatenate(sc).astype(np.float32) if sc else np.zeros(0, np.float32),
+                   "lengths": np.array([len(i) for i in ids], np.int64)}
+            chunks.save(n, **got)
+            if on_saved is not None:
+                on_saved(n)
+        ranked_ids += unragged(got["ids_flat"], got["lengths"])
+        ranked_sc += unragged(got["sc_flat"], got["lengths"])
     table, stats = mine(qids, pos, cand, ranked_ids, ranked_sc, pos_scores, args.skip, args.depth,
                         args.per_query, args.margin, args.seed)
     if table.num_rows == 0:
         raise StageError("no hard negatives found: lower --skip or --margin, or raise --depth")
-    out = d / "hard_negatives.parquet"
     with atomic_path(out) as tmp:
         pq.write_table(table, tmp)
     write_manifest(out, "s06_mine_hard_negatives.py", {k: str(v) for k, v in vars(args).items()},
                    inputs={"vocab": corpus.vocab_manifest, "model": ckpt["fingerprint"]}, stats=stats)
     print(f"{stats['queries']:,} queries got negatives; {stats['dropped_as_possible_false_negative']:,} "
           f"candidates dropped as possible false negatives; {stats['no_negative_found']:,} queries without one")
+    chunks.clear()
     cli.done(f"{out} ({table.num_rows:,} triplets)", t)
 
 

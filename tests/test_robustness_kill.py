@@ -125,6 +125,21 @@ def test_s05_killed_then_rerun_completes(data):
     assert not [p for p in d.rglob(".*.tmp-*")]
 
 
+def test_s06_killed_resumes_at_its_last_search_batch(data):
+    """s06 killed after its 2nd search batch resumes there (the batches kept are not searched
+    again) and writes the same hard negatives as an uninterrupted run; its chunks are gone after."""
+    d, _, _ = data
+    run("s06_mine_hard_negatives.py", d, "--query-batch", "20")
+    want = pq.read_table(d / "hard_negatives.parquet")
+    (d / "hard_negatives.parquet").unlink()
+    r = run_killed("s06_mine_hard_negatives.py", d, 2, "--query-batch", "20")
+    assert r.returncode == -9 and len(list((d / "hard_negatives.parquet.chunks").glob("chunk-*.npz"))) == 2
+    r = run("s06_mine_hard_negatives.py", d, "--query-batch", "20")
+    assert "resuming: 2 of" in r.stdout
+    assert pq.read_table(d / "hard_negatives.parquet").equals(want)
+    assert not (d / "hard_negatives.parquet.chunks").exists()
+
+
 def test_s08_killed_keeps_old_index_then_switches(data):
     d, _, _ = data
     old = active(d)
