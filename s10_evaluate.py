@@ -22,7 +22,9 @@ data/reports/eval_<split>.{json,md} and a Recall@k PNG; logs to W&B.
         # Writes data/reports/<dataset>_<setting>.{json,md} and data/reports/runs/*.trec.
 
 Every system's ranking (top 100 per query) is also written as a TREC run file into
-data/reports/runs/<dataset>.<system>.<setting>.trec.
+data/reports/runs/<dataset>.<system>.<setting>.trec. Each system's run is kept in chunks of
+--chunk-queries questions (data/reports/s10.chunks/) until the reports are written: killed
+part-way, a re-run resumes at the last finished chunk.
 
 Expected on ../shared/msmarco-sample (test split): see README.md, "Reproduction".
 """
@@ -36,7 +38,7 @@ from common import bm25 as bm25_mod
 from common.artifacts import BadSetting, MissingInput, StageError, require, run_main, write_json
 from common.corpus import load_corpus
 from common.stages import script
-from common.evaluation import Evaluator, hybrid_run, metrics_for, recall_curve, tune_hybrid, write_reports
+from common.evaluation import CHUNK, Evaluator, hybrid_run, metrics_for, recall_curve, tune_hybrid, write_reports
 from common.index import build as index_build, chroma_graph, store
 from common.retrieval import DEFAULT_WEIGHTS
 
@@ -235,7 +237,8 @@ def evaluate_beir(args, device, bm25_params: dict, t):
              f"search it with s09_query_retrieve.py --data-dir {ext}", t)
 
 
-def main():
+def main(argv=None, on_saved=None):
+    """on_saved(n): called after each kept chunk of questions (tests kill the stage there)."""
     p = cli.parser(__doc__)
     p.add_argument("--split", default="auto", choices=["auto", "test", "validation", "train"],
                    help="auto: test, or validation when the test split has no labels (v2.1); reporting on "
@@ -253,12 +256,14 @@ def main():
                    help="with --beir: also re-score each query's top 100 of this TREC run file")
     p.add_argument("--rel-level", type=cli.positive_int, default=1,
                    help="with --beir: grade counted as relevant by MRR and Recall (1: BEIR's rule; TREC DL: 2)")
+    p.add_argument("--chunk-queries", type=cli.positive_int, default=CHUNK,
+                   help="questions per kept chunk of each system's run: killed, s10 resumes at the last finished one")
     p.add_argument("--bm25-k1", type=cli.nonneg_float, default=bm25_mod.K1, help="BM25 k1")
     p.add_argument("--bm25-b", type=cli.fraction, default=bm25_mod.B, help="BM25 b")
     chroma_graph.add_args(p)
     cli.add_device(p)
     cli.add_wandb(p)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     t = cli.Timer()
     if args.beir and args.source:
         raise BadSetting("--beir and --source are two different datasets: give one")
@@ -282,7 +287,8 @@ def main():
         host, port = (args.chroma_host, args.chroma_port) if not active.get("chroma_host") else \
             (active["chroma_host"], active["chroma_port"])
     corpus = load_corpus(eval_dir)
-    ev = Evaluator(eval_dir, main_dir, corpus, device, bm25_params=bm25_params, chroma_host=host, chroma_port=port)
+    ev = Evaluator(eval_dir, main_dir, corpus, device, bm25_params=bm25_params, chroma_host=host, chroma_port=port,
+                   keep=eval_dir / "reports" / "s10.chunks", chunk=args.chunk_queries, on_saved=on_saved)
     if ev.model(ckpt_name) is None:
         raise MissingInput(main_dir / ckpt_name, f"{script('s04')} (and s07)")
     if args.source:  # index the external pool with the checkpoint, in its own index under eval_dir
@@ -301,7 +307,7 @@ def main():
     (w_dense, w_sem), val_modes = DEFAULT_WEIGHTS, {}
     if len(vq):
         d_i, d_s, _ = ev.dense(ckpt_name, vq)
-        b_i, b_s = ev.bm25_run(vt)
+        b_i, b_s = ev.bm25_run(vt, qids=vq)
         feats = ev.hybrid_features(ckpt_name, vq, vt, d_i)
         (w_dense, w_sem), grid = tune_hybrid(vr, feats)
         h_i, h_s = hybrid_run(feats, w_dense, w_sem)
@@ -321,7 +327,7 @@ def main():
         raise StageError(f"no {split} query has a selected passage: nothing to evaluate")
     systems, slugs = {}, {}
     bm25_name = bm25_mod.label(bm25_params)
-    systems[bm25_name] = (*ev.bm25_run(texts), "bm25")
+    systems[bm25_name] = (*ev.bm25_run(texts, qids=qids), "bm25")
     systems["GloVe average (untrained)"] = (*ev.glove(qids), "exact")
     slugs[bm25_name], slugs["GloVe average (untrained)"] = "bm25", "glove"
     for name in ("s04_model.pt", "s07_model.pt"):
@@ -378,6 +384,7 @@ def main():
     name = args.name or f"eval_{split}"
     paths = write_reports(eval_dir / "reports", name, result, curves, run)
     run.finish()
+    ev.clear_kept()
     from common.evaluation import markdown
     print(markdown(result))
     cli.done(f"{paths['json']}, {paths['md']} and {paths['png']}, run files in {main_dir / 'reports' / 'runs'}", t)

@@ -5,6 +5,7 @@ per-query search time (graph + rescoring, one thread per graph as s09 searches).
     python bench/index_recall.py --data-dir data                          # active index, 300 queries
     python bench/index_recall.py --data-dir data --ef-search 100,300,800 --queries test
     python bench/index_recall.py --data-dir data --rebuilds 2             # how much a rebuild changes
+    python bench/index_recall.py --data-dir data --codes sq8              # the same index as an sq8 graph
     python bench/index_recall.py --data-dir data/external/beir-trec-dl-2019-XXXX --index NAME
 
 It reads the pipeline's index files directly (numpy and faiss), so it does not depend on how the
@@ -109,17 +110,33 @@ def overlap(a, b) -> float:
     return float(np.mean([len(set(x.tolist()) & set(y.tolist())) / K for x, y in zip(a, b)]))
 
 
-def build_like(faiss, st: dict, vecs, bnds, threads: int):
-    """A fresh graph per shard from the same vectors, with the index's recorded HNSW settings."""
+def build_like(faiss, st: dict, vecs, bnds, threads: int, codes: str | None = None):
+    """A fresh graph per shard from the same vectors, as s05 builds it: the index's recorded HNSW
+    settings, its centre, and its codes (or `codes`: flat or sq8, ranges from the centring sample)."""
     h = st.get("hnsw", {})
+    dim, m = int(st.get("index_dim", st["dim"])), int(h.get("max_neighbors", 16))
+    codes = codes or st.get("codes", "flat")
+    centre = np.asarray(st["centre"], np.float32) if st.get("centre") is not None else 0
     faiss.omp_set_num_threads(threads)
+    if codes == "sq8":
+        ranges = st.get("sq_trained")
+        if ranges is None:  # as s05 trains them: 20,000 evenly spaced passages
+            sample = np.unique(np.linspace(0, vecs.shape[0] - 1, min(20_000, vecs.shape[0])).astype(np.int64))
+            qz = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+            qz.train(to_index_vectors(vecs[sample], st) - centre)
+            ranges = faiss.vector_to_array(qz.sq.trained)
     out = []
     for lo, hi in bnds:
-        g = faiss.IndexHNSWFlat(int(st.get("index_dim", st["dim"])), int(h.get("max_neighbors", 16)),
-                                faiss.METRIC_INNER_PRODUCT)
+        if codes == "sq8":
+            g = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, m, faiss.METRIC_INNER_PRODUCT)
+            codec = faiss.downcast_index(g.storage)
+            faiss.copy_array_to_vector(np.asarray(ranges, np.float32), codec.sq.trained)
+            codec.is_trained = g.is_trained = True
+        else:
+            g = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
         g.hnsw.efConstruction = int(h.get("ef_construction", 100))
         for s in range(lo, hi, 50_000):
-            g.add(to_index_vectors(vecs[s:min(s + 50_000, hi)], st))
+            g.add(np.ascontiguousarray(to_index_vectors(vecs[s:min(s + 50_000, hi)], st) - centre))
         out.append(g)
     faiss.omp_set_num_threads(1)
     return out
@@ -157,6 +174,9 @@ def main():
     p.add_argument("-n", type=int, default=300, help="number of queries (default %(default)s)")
     p.add_argument("--depth", type=int, default=None, help="graph candidates rescored (default: the index's)")
     p.add_argument("--rebuilds", type=int, default=0, help="build the graph this many more times and compare")
+    p.add_argument("--codes", default=None, choices=("flat", "sq8"),
+                   help="measure a graph with these codes instead of the stored one: built in memory from the "
+                        "index's vectors (its centre, HNSW settings and shards), with its build rate and size")
     p.add_argument("--build-threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--seed", type=int, default=0, help="which passages --queries passages takes")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -174,6 +194,16 @@ def main():
     faiss.omp_set_num_threads(1)
     graphs = [faiss.read_index(str(f)) for f in files]
     bnds = bounds(total, shards)
+    built = None
+    if args.codes and args.codes != st.get("codes", "flat"):
+        t0 = time.perf_counter()
+        graphs = build_like(faiss, st, vecs, bnds, args.build_threads, args.codes)
+        secs = time.perf_counter() - t0
+        size = sum(len(faiss.serialize_index(g)) for g in graphs)
+        built = {"codes": args.codes, "seconds": secs, "passages_per_s": total / secs, "bytes": size}
+        print(f"built {args.codes} graph(s) in memory: {secs:.1f} s ({total / secs:,.0f} passages/s with "
+              f"{args.build_threads} threads), {size / 1e9:.2f} GB (the stored ones: "
+              f"{sum(f.stat().st_size for f in files) / 1e9:.2f} GB)", flush=True)
     if [g.ntotal for g in graphs] != [hi - lo for lo, hi in bnds]:
         sys.exit(f"index {name}: graphs hold {[g.ntotal for g in graphs]} passages, expected {[hi - lo for lo, hi in bnds]}")
     own_ef = int(st.get("hnsw", {}).get("ef_search", 0)) or None
@@ -190,12 +220,13 @@ def main():
     rebuilt = []
     for n in range(args.rebuilds):
         t0 = time.perf_counter()
-        rebuilt.append(build_like(faiss, st, vecs, bnds, args.build_threads))
+        rebuilt.append(build_like(faiss, st, vecs, bnds, args.build_threads, args.codes))
         print(f"rebuild {n + 1}: {time.perf_counter() - t0:.1f} s with {args.build_threads} threads", flush=True)
 
     out = {"index": name, "data_dir": str(args.data_dir), "passages": total, "shards": shards, "depth": depth,
            "queries": len(q), "query_source": what, "index_ef_search": own_ef,
-           "exact_search_ms_per_query": 1000 * exact_s / max(1, len(q)), "runs": []}
+           "exact_search_ms_per_query": 1000 * exact_s / max(1, len(q)), "codes": args.codes or st.get("codes", "flat"),
+           "built_in_memory": built, "runs": []}
     print(f"index {name}: {total:,} passages in {shards} graph(s), {st.get('index_dim', st['dim'])}-d graph, "
           f"top {depth} rescored by the {vecs.shape[1]}-d full vectors; {len(q)} queries: {what}")
     hdr = "| ef_search | recall@10, graph alone | recall@10 after rescoring | search median ms | p95 ms |"

@@ -8,21 +8,28 @@ import pyarrow.parquet as pq
 
 from . import bm25 as bm25_mod
 from . import retrieval
-from .artifacts import atomic_path, write_json
+from .artifacts import atomic_path, require, write_json
+from .chunks import Chunks
 from .corpus import find_sorted, labelled_questions
 from .encode import encode_rows, load_model
 from .metrics import REPORTED, evaluate, ranked_to_run
 
 from .retrieval import FUSION_DEPTH as DEPTH  # each system's run depth: what hybrid fuses
 ALPHAS = [round(a, 2) for a in np.arange(0.0, 1.0001, 0.05)]
+CHUNK = 1000  # questions per kept chunk of a system's run: a killed s10 resumes at the last finished one
 
 
 class Evaluator:
     """Holds what every system needs for one data dir (its pool, queries, BM25, index)."""
 
     def __init__(self, data_dir: Path, model_dir: Path, corpus, device, use_index: bool = True, log=print,
-                 bm25_params: dict | None = None, chroma_host: str | None = None, chroma_port: int = 8000):
+                 bm25_params: dict | None = None, chroma_host: str | None = None, chroma_port: int = 8000,
+                 keep: Path | None = None, chunk: int = CHUNK, on_saved=None):
+        """keep: a folder where each system's run is kept chunk by chunk (`chunk` questions), so a
+        killed evaluation resumes; on_saved(n) after each kept chunk (tests kill s10 there)."""
         self.d = Path(data_dir)
+        self.keep, self.chunk, self.on_saved = (Path(keep) if keep else None), int(chunk), on_saved
+        self._kept_here = set()
         self.model_dir = Path(model_dir)
         self.corpus = corpus
         self.device = device
@@ -30,6 +37,7 @@ class Evaluator:
         self.log = log
         q = pq.read_table(self.d / "queries.parquet", columns=["split", "query_id", "query", "passage_ids", "is_selected"])
         self.q = q.to_pydict()
+        self.bm25_params = bm25_mod.params(**(bm25_params or {}))
         self.bm25 = bm25_mod.load_or_build(self.d, log, **(bm25_params or {}))
         self._models, self._indexes, self._aligned = {}, {}, False
 
@@ -43,6 +51,42 @@ class Evaluator:
         return q.qids[keep], pick(q.texts), pick(q.relevant), pick(q.candidates)
 
     # ------------------------------------------------------------ systems
+    def _kept(self, what: str, key: dict, qids, compute):
+        """compute(sel) -> dict of arrays (concatenable along axis 0) for the questions qids[sel],
+        kept chunk by chunk under self.keep; the chunks already there are not computed again."""
+        if self.keep is None or not len(qids):
+            return compute(slice(None))
+        qh = __import__("hashlib").sha1(np.asarray(qids, np.int64).tobytes()).hexdigest()[:12]
+        ch = Chunks(self.keep / f"{what}-{qh}", dict(key, what=what, queries=qh, n=len(qids), chunk=self.chunk))
+        starts = range(0, len(qids), self.chunk)
+        if ch.count() and ch.folder not in self._kept_here:  # (not the chunks this run kept a moment ago)
+            self.log(f"{what}: resuming, {ch.count()} of {len(starts)} chunks of {self.chunk:,} questions already done")
+        self._kept_here.add(ch.folder)
+        parts = []
+        for i, lo in enumerate(starts):
+            got = None
+            if ch.done(i):
+                try:
+                    got = ch.load(i)
+                except KeyError:
+                    pass
+            if got is None:
+                got = compute(slice(lo, lo + self.chunk))
+                ch.save(i, **got)
+                if self.on_saved is not None:
+                    self.on_saved(i)
+            parts.append(got)
+        return {k: np.concatenate([x[k] for x in parts]) for k in parts[0]}
+
+    def clear_kept(self):
+        """Once the reports are written: the kept chunks have served."""
+        if self.keep is not None:
+            import shutil
+            shutil.rmtree(self.keep, ignore_errors=True)
+
+    def _pool_key(self) -> str:
+        return require(self.d / "passages_tok.parquet")["fingerprint"]
+
     def model(self, ckpt_name: str):
         if ckpt_name not in self._models:
             path = self.model_dir / ckpt_name
@@ -66,28 +110,45 @@ class Evaluator:
         """(ids, scores, how) for a checkpoint; through its index (how: its backend) when it has a
         complete one, else exact search."""
         model, ckpt = self.model(ckpt_name)
-        qv = encode_rows(model, self.corpus.qtok, self.corpus.qidx.rows(qids), "query", self.device)
         index = self.index_for(ckpt)
-        if index is not None:
-            ids, sc = retrieval.dense_index_run(index, qv, k)
-            return ids, sc, index.backend
-        ids, sc = retrieval.dense_exact(self.pool_vectors(ckpt_name), self.corpus.ptok.ids, qv, k, self.device)
-        return ids, sc, "exact"
+        qvec = lambda sel: encode_rows(model, self.corpus.qtok, self.corpus.qidx.rows(qids[sel]), "query", self.device)
+
+        def compute(sel):
+            if index is not None:
+                ids, sc = retrieval.dense_index_run(index, qvec(sel), k)
+            else:
+                ids, sc = retrieval.dense_exact(self.pool_vectors(ckpt_name), self.corpus.ptok.ids, qvec(sel), k, self.device)
+            return {"ids": ids, "sc": sc}
+        key = {"model": ckpt["fingerprint"], "index": index.name if index is not None else "exact", "k": k,
+               "pool": self._pool_key()}
+        got = self._kept(f"dense-{ckpt['fingerprint'][:12]}", key, qids, compute)
+        return got["ids"], got["sc"], index.backend if index is not None else "exact"
 
     def dense_exact(self, ckpt_name: str, qids: np.ndarray, k: int = DEPTH):
-        model, _ = self.model(ckpt_name)
-        qv = encode_rows(model, self.corpus.qtok, self.corpus.qidx.rows(qids), "query", self.device)
-        return retrieval.dense_exact(self.pool_vectors(ckpt_name), self.corpus.ptok.ids, qv, k, self.device)
+        model, ckpt = self.model(ckpt_name)
+
+        def compute(sel):
+            qv = encode_rows(model, self.corpus.qtok, self.corpus.qidx.rows(qids[sel]), "query", self.device)
+            ids, sc = retrieval.dense_exact(self.pool_vectors(ckpt_name), self.corpus.ptok.ids, qv, k, self.device)
+            return {"ids": ids, "sc": sc}
+        got = self._kept(f"exact-{ckpt['fingerprint'][:12]}", {"model": ckpt["fingerprint"], "k": k,
+                                                                "pool": self._pool_key()}, qids, compute)
+        return got["ids"], got["sc"]
 
     def glove(self, qids: np.ndarray, k: int = DEPTH):
-        key = ("glove",)
-        if key not in self._models:
-            emb = self.glove_table()
-            pool = retrieval.glove_average(emb, self.corpus.ptok, np.arange(len(self.corpus.ptok)))
-            self._models[key] = (emb, pool)
-        emb, pool = self._models[key]
-        qv = retrieval.glove_average(emb, self.corpus.qtok, self.corpus.qidx.rows(qids))
-        return retrieval.dense_exact(pool, self.corpus.ptok.ids, qv, k, self.device)
+        def compute(sel):
+            key = ("glove",)
+            if key not in self._models:
+                emb = self.glove_table()
+                pool = retrieval.glove_average(emb, self.corpus.ptok, np.arange(len(self.corpus.ptok)))
+                self._models[key] = (emb, pool)
+            emb, pool = self._models[key]
+            qv = retrieval.glove_average(emb, self.corpus.qtok, self.corpus.qidx.rows(qids[sel]))
+            ids, sc = retrieval.dense_exact(pool, self.corpus.ptok.ids, qv, k, self.device)
+            return {"ids": ids, "sc": sc}
+        got = self._kept("glove", {"vocab": self.corpus.vocab.fingerprint, "k": k, "pool": self._pool_key()},
+                         qids, compute)
+        return got["ids"], got["sc"]
 
     def glove_table(self) -> np.ndarray:
         """GloVe's vectors for the vocabulary (the baseline is GloVe's whatever s03's vectors are)."""
@@ -98,8 +159,16 @@ class Evaluator:
             self._models["glove_table"] = mat
         return self._models["glove_table"]
 
-    def bm25_run(self, texts, k: int = DEPTH):
-        return self.bm25.search(texts, k)
+    def bm25_run(self, texts, k: int = DEPTH, qids=None):
+        """BM25's top k for each text (kept chunk by chunk when the questions' ids are given)."""
+        if qids is None:
+            return self.bm25.search(texts, k)
+
+        def compute(sel):
+            ids, sc = self.bm25.search(texts[sel], k)
+            return {"ids": np.asarray(ids), "sc": np.asarray(sc)}
+        got = self._kept("bm25", {"params": self.bm25_params, "k": k, "pool": self._pool_key()}, qids, compute)
+        return got["ids"], got["sc"]
 
     # ------------------------------------------------------------ rerank setting
     def rerank_scores(self, kind: str, texts, qids, cands, ckpt_name: str | None = None, weights=None):
@@ -131,28 +200,48 @@ class Evaluator:
     def pool_vectors(self, ckpt_name: str):
         key = ("pool", ckpt_name)
         if key not in self._models:
-            model, _ = self.model(ckpt_name)
-            # float16: half the memory (0.64 GB at 1M passages), the values the index's vector file holds
-            self._models[key] = retrieval.encode_pool(model, self.corpus, self.device, dtype=np.float16)
+            model, ckpt = self.model(ckpt_name)
+            index = self.index_for(ckpt)
+            if index is not None and index.vecs.shape == (len(self.corpus.ptok), model.dim):
+                # the index's own vector file (memory-mapped): these very values, without encoding
+                # the pool again (10M passages at v2.1 scale)
+                self._models[key] = index.vecs
+            else:
+                # float16: half the memory (0.64 GB at 1M passages), the values an index's vector file holds
+                self._models[key] = retrieval.encode_pool(model, self.corpus, self.device, dtype=np.float16)
         return self._models[key]
 
     def hybrid_features(self, ckpt_name: str, qids, texts, d_ids):
         """Per query: hybrid candidates and their (cosine, semantic cosine, BM25) scores. The
         candidates come from the index (dense top-DEPTH) and BM25; their vectors are the very ones
         stored in the index (the same encoder on the same tokens)."""
-        model, _ = self.model(ckpt_name)
-        P = self.pool_vectors(ckpt_name)
+        model, ckpt = self.model(ckpt_name)
         if not self._aligned:
             retrieval.check_aligned(self.corpus.ptok.ids, self.bm25)
             self._aligned = True
-        qv = encode_rows(model, self.corpus.qtok, self.corpus.qidx.rows(qids), "query", self.device)
-        out = []
-        for n in range(len(qids)):
-            pos, found = find_sorted(self.corpus.pidx.sorted, d_ids[n])  # (a short run's padding is no passage)
-            rows = self.corpus.pidx.order[pos[found]]
-            cand, f = retrieval.hybrid_features(qv[n], rows, self.bm25, texts[n], P, model.config["out_dim"], DEPTH)
-            out.append((self.corpus.ptok.ids[cand], f))
-        return out
+
+        def compute(sel):
+            P = self.pool_vectors(ckpt_name)
+            sub = np.arange(len(qids))[sel]
+            qv = encode_rows(model, self.corpus.qtok, self.corpus.qidx.rows(qids[sel]), "query", self.device)
+            cands, feats = [], []
+            for j, n in enumerate(sub):
+                pos, found = find_sorted(self.corpus.pidx.sorted, d_ids[n])  # (a short run's padding is no passage)
+                rows = self.corpus.pidx.order[pos[found]]
+                cand, f = retrieval.hybrid_features(qv[j], rows, self.bm25, texts[n], P, model.config["out_dim"], DEPTH)
+                cands.append(self.corpus.ptok.ids[cand])
+                feats.append(np.asarray(f))
+            return {"ids": np.concatenate(cands) if cands else np.zeros(0, np.int64),
+                    "f": np.concatenate(feats) if feats else np.zeros((0, 3), np.float32),
+                    "n": np.array([len(c) for c in cands], np.int64)}
+        h = __import__("hashlib").sha1()
+        for r in d_ids:  # the dense run the candidates come from (rows may differ in length)
+            h.update(np.asarray(r, np.int64).tobytes() + b"|")
+        key = {"model": ckpt["fingerprint"], "params": self.bm25_params, "pool": self._pool_key(),
+               "dense_run": h.hexdigest()[:12]}
+        got = self._kept(f"hybrid-{ckpt['fingerprint'][:12]}", key, qids, compute)
+        ends = np.cumsum(got["n"])
+        return [(got["ids"][e - c:e], got["f"][e - c:e]) for c, e in zip(got["n"], ends)]
 
     def _bm25_for(self, text, cands):
         return self.bm25.scores(text)[self.bm25.rows(cands)]

@@ -216,6 +216,60 @@ def test_faiss_shards_resume_from_the_last_saved_graph(tmp_path, shards):
         [faiss_graph.graph_path(tmp_path, name, i, shards) for i in range(shards)]
 
 
+def test_sq8_graph_is_smaller_resumes_with_its_ranges_and_rescoring_keeps_recall(tmp_path):
+    """--graph-codes sq8: the quantiser's ranges are trained once on the sample and kept in the
+    state, so a build killed in its second shard resumes (without the sample) and quantises that
+    shard alike; the graph files are IndexHNSWSQ and much smaller than flat ones; rescoring by the
+    full vectors gives the exact scores and as much of the exact top 10 as a flat graph."""
+    import faiss
+    n, dim = 3000, 64
+    ids, x, rng = _data(tmp_path, n, dim)
+    q = x[:60] + 0.05 * rng.normal(size=(60, dim)).astype(np.float32)
+    exact = np.argsort(-(q @ x.T), axis=1)[:, :10]
+    got = {}
+    for codes in ("flat", "sq8"):
+        d = tmp_path / codes
+        name = f"passages-{codes}"
+        _write_vectors(d, name, ids, x)
+        job = _job(d, name, n, dim, "faiss", shards=2)
+        c = x[::10].mean(0)
+        job.options.update(codes=codes, centre=c, train=x[::10] - c)
+        if codes == "sq8":
+            with pytest.raises(KeyboardInterrupt):
+                faiss_graph.build(job, ArraySource(ids, x, die_at=1700))
+            ranges = state.read_progress(job.progress_path)["sq_trained"]
+            assert len(ranges) == 2 * dim
+            job.options = {"codes": "sq8"}  # a resumed run does not sample again
+        src = ArraySource(ids, x)
+        st = faiss_graph.build(job, src)
+        assert st["complete"] and st["codes"] == codes
+        if codes == "sq8":
+            assert src.started == [1500] and st["sq_trained"] == ranges
+            for f in faiss_graph.files(d, dict(st, name=name)):
+                g = faiss.read_index(str(f))
+                assert isinstance(g, faiss.IndexHNSWSQ)
+                np.testing.assert_array_equal(faiss.vector_to_array(faiss.downcast_index(g.storage).sq.trained),
+                                              np.asarray(ranges, np.float32))
+        got[codes] = sum(f.stat().st_size for f in faiss_graph.files(d, dict(st, name=name)))
+        full = vectors.FullVectors(d, name)
+        idx = Index(faiss_graph.open_graph(d, dict(st, name=name)), dict(st, name=name, backend="faiss"), full)
+        rows, sc = idx.search(q, 10)
+        got[codes + " recall"] = np.mean([len(set(r.tolist()) & set(e.tolist())) / 10 for r, e in zip(rows, exact)])
+        for r, s_, qi in zip(rows, sc, q):
+            np.testing.assert_allclose(s_, x[r].astype(np.float16).astype(np.float32) @ qi, atol=2e-3)
+        idx.close()
+    assert got["sq8"] < 0.6 * got["flat"], got
+    assert got["sq8 recall"] >= 0.95 and got["sq8 recall"] >= got["flat recall"] - 0.01, got
+
+
+def test_graph_codes_auto_and_their_settings():
+    """auto picks sq8 only at v2.1 scale; a flat index keeps the name it had before codes existed."""
+    assert faiss_graph.auto_codes(1_000_000) == "flat" and faiss_graph.auto_codes(faiss_graph.SQ8_FROM) == "sq8"
+    fp = "0123456789abcdef" * 2
+    base = {"backend": "faiss", "centred": True}
+    assert store.index_name(fp, base) != store.index_name(fp, dict(base, codes="sq8"))
+
+
 def test_registry_opens_an_index_by_its_recorded_backend(tmp_path):
     """store.open_index reads the backend from the index's state (an old Chroma state names none),
     refuses an unknown one and an index without full vectors, in one line naming s08."""
@@ -314,3 +368,21 @@ def test_encoded_parts_build_the_same_index(pipeline):
     assert " 1. " in r.stdout
     r = run("s05_encode_docs_to_chromadb.py", data, "--encode-part", "3/2", check=False)
     assert r.returncode == 2 and "--encode-part" in r.stderr
+
+
+def test_s10_reads_the_pool_vectors_from_the_index_file(pipeline):
+    """s10 takes each checkpoint's pool vectors from its index's vector file instead of encoding
+    10M passages again: they are bit for bit what encoding the pool gives."""
+    from common import retrieval
+    from common.corpus import load_corpus
+    from common.evaluation import Evaluator
+    import torch
+    data, _ = pipeline
+    corpus = load_corpus(data)
+    cpu = torch.device("cpu")
+    ev = Evaluator(data, data, corpus, cpu)
+    model, ckpt = ev.model("s04_model.pt")
+    assert ev.index_for(ckpt) is not None
+    P = ev.pool_vectors("s04_model.pt")
+    assert isinstance(P, np.memmap)
+    np.testing.assert_array_equal(P, retrieval.encode_pool(model, corpus, cpu, dtype=np.float16))

@@ -140,6 +140,27 @@ def test_s06_killed_resumes_at_its_last_search_batch(data):
     assert not (d / "hard_negatives.parquet.chunks").exists()
 
 
+def test_s10_killed_resumes_at_its_last_chunk_of_questions(data):
+    """s10 keeps each system's run in chunks of questions: killed after its 3rd chunk, a re-run
+    resumes with those 3 kept and reports the figures of an uninterrupted run; the chunks are
+    gone once the reports are written."""
+    d, _, _ = data
+    rep = d / "reports" / "eval_test.json"
+    figures = lambda: [{k: v for k, v in r.items() if k != "run_file"} for r in json.loads(rep.read_text())["full_pool"]]
+    run("s10_evaluate.py", d, "--wandb", "disabled", "--chunk-queries", "4")
+    want = figures()
+    rep.unlink()
+    r = run_killed("s10_evaluate.py", d, 3, "--wandb", "disabled", "--chunk-queries", "4")
+    assert r.returncode == -9 and not rep.exists()
+    kept = sorted((d / "reports" / "s10.chunks").rglob("chunk-*.npz"))
+    assert len(kept) == 3
+    r = run("s10_evaluate.py", d, "--wandb", "disabled", "--chunk-queries", "4")
+    import re
+    assert sum(int(k) for k in re.findall(r"resuming, (\d+) of \d+ chunks", r.stdout)) == 3, r.stdout
+    assert figures() == want
+    assert not (d / "reports" / "s10.chunks").exists()
+
+
 def test_s08_killed_keeps_old_index_then_switches(data):
     d, _, _ = data
     old = active(d)

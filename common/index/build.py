@@ -36,6 +36,7 @@ class BuildOptions:
     encode_batch: int = ENCODE_BATCH
     write_batch: int = WRITE_BATCH
     store_text: bool = False
+    codes: str = "auto"            # faiss: flat | sq8 | auto (sq8 from faiss_graph.SQ8_FROM passages)
     host: str | None = None
     port: int = chroma_graph.DEFAULT_PORT
 
@@ -65,6 +66,10 @@ def add_args(p):
     p.add_argument("--ef-search", type=cli.nonneg_int_zero_means("auto"), default=0,
                    help=f"query-time HNSW effort; 0: {HNSW['ef_search']} from {SMALL_INDEX:,} passages, "
                         f"{EF_SEARCH_SMALL} below (changing it later does not rebuild)")
+    p.add_argument("--graph-codes", default="auto", choices=("auto", *faiss_graph.CODES),
+                   help="faiss: what the graph stores of each vector: flat (float32) or sq8 (8-bit scalar-quantised, "
+                        f"a quarter of the bytes; the full vectors still rescore); auto: sq8 from "
+                        f"{faiss_graph.SQ8_FROM:,} passages, else flat")
     p.add_argument("--index-dim", type=cli.positive_int, default=INDEX_DIM,
                    help="length of the vectors the graph indexes (with a lexical part: the semantic part + the "
                         "first lexical dims); the full vectors rescore its top --depth")
@@ -88,7 +93,8 @@ def options_from_args(args) -> BuildOptions:
         hnsw["ef_search"] = args.ef_search
     return BuildOptions(backend=args.backend, hnsw=hnsw, shards=args.shards, index_dim=args.index_dim,
                         depth=args.depth, save_every=args.save_every, encode_batch=args.encode_batch,
-                        write_batch=args.write_batch, store_text=args.store_text, host=args.chroma_host,
+                        write_batch=args.write_batch, store_text=args.store_text, codes=args.graph_codes,
+                        host=args.chroma_host,
                         port=args.chroma_port)
 
 
@@ -186,6 +192,8 @@ def build_index(data_dir: Path, ckpt_path: Path, device, opts: BuildOptions | No
     backend = store.BACKENDS[backend_name]
     if backend is faiss_graph and opts.store_text:
         raise BadSetting("--store-text is for --backend chroma")
+    if backend is not faiss_graph and opts.codes not in ("auto", "flat"):
+        raise BadSetting(f"--graph-codes {opts.codes} is for --backend faiss (Chroma stores float32 vectors)")
     acquire_writer_lock(d / "indexes", hint=" (or run a Chroma server and pass --chroma-host)")
     vocab, vm = load_vocab(d)
     ptm = require(d / "passages_tok.parquet")
@@ -205,8 +213,13 @@ def build_index(data_dir: Path, ckpt_path: Path, device, opts: BuildOptions | No
     shards = opts.shards or backend.auto_shards(total, job)
     # another backend or shard count is another index (a rebuild never touches the one s09 may be querying)
     key = dict(opts.hnsw, backend=backend_name, **({"shards": shards} if shards > 1 and backend is faiss_graph else {}))
+    codes = "flat"
     if backend is faiss_graph:
         key["centred"] = True  # a graph over centred vectors is another graph than before
+        codes = faiss_graph.auto_codes(total) if opts.codes == "auto" else opts.codes
+        if codes != "flat":
+            key["codes"] = codes
+        job.options["codes"] = codes
     name = store.index_name(ckpt["fingerprint"], key, index_dim if index_dim < model.dim else None)
     if backend is chroma_graph and shards > 1:
         name = f"{name}-x{shards}"  # its own state: never confused with a one-collection build
@@ -236,8 +249,12 @@ def build_index(data_dir: Path, ckpt_path: Path, device, opts: BuildOptions | No
     else:
         source = EncodeSource(d, ckpt_path, device, name, meta, opts.encode_batch, opts.store_text, model=model)
         meta_parts = None
-    if backend is faiss_graph and not (same_build(st, meta, total) and "centre" in st):
-        job.options["centre"] = source.sample(sample_rows(total)).mean(0)
+    if backend is faiss_graph and not (same_build(st, meta, total) and "centre" in st
+                                       and (codes == "flat" or "sq_trained" in st)):
+        x = source.sample(sample_rows(total))
+        job.options["centre"] = x.mean(0)
+        if codes == "sq8":
+            job.options["train"] = x - job.options["centre"]  # the quantiser sees what the graph holds
     with tqdm(total=total, desc=f"index {name}" + (f" ({shards} shards)" if shards > 1 else ""), unit="passage",
               mininterval=1) as bar:
         job.progress = bar

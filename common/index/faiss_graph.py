@@ -10,6 +10,12 @@ every passage, so the ranking is unchanged, while the vectors no longer sit in o
 (a trained model's passage vectors do: mean cosine to their mean ~0.9), where HNSW's greedy search
 finds few of the true neighbours (bench/README.md).
 
+What the graph stores of each vector (`codes`, in the index's state): "flat" (float32, IndexHNSWFlat)
+or "sq8" (8-bit scalar-quantised, IndexHNSWSQ: a quarter of the bytes, for 10M passages), its
+per-dimension ranges trained on the centring sample and kept in the state, so every shard and a
+resumed build quantise alike. Either way the graph only proposes candidates: the float16 full
+vectors rescore them (common/index/dense.py), so its coarser scores cost little recall.
+
 Files, beside the vector files of common/index/vectors.py in data/indexes/:
     <name>.faiss       the graph: inner product over unit index vectors (= cosine); labels are rows
                        of passages_tok (<name>.<i>of<n>.faiss for shard i of n: rows
@@ -32,6 +38,20 @@ from .state import BuildIncomplete, read_progress, same_build, write_json
 
 NAME = "faiss"
 ADD_BATCH = 50_000  # rows per faiss add: its threads wait for each other at the end of every add, so small adds cost
+CODES = ("flat", "sq8")
+SQ8_FROM = 2_000_000  # passages from which auto builds sq8 graphs (bench/README.md, "graph codes")
+
+
+def auto_codes(total: int) -> str:
+    return "sq8" if total >= SQ8_FROM else "flat"
+
+
+def train_sq8(x: np.ndarray) -> list[float]:
+    """The 8-bit quantiser's per-dimension ranges (faiss's `trained` vector) from sample vectors."""
+    faiss = _faiss()
+    q = faiss.IndexScalarQuantizer(x.shape[1], faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+    q.train(np.ascontiguousarray(x, dtype=np.float32))
+    return [float(v) for v in faiss.vector_to_array(q.sq.trained)]
 
 
 def auto_shards(total: int, job: BuildJob | None = None) -> int:
@@ -87,14 +107,23 @@ def build(job: BuildJob, source) -> dict:
     bounds = shard_bounds(total, shards)
     paths = [graph_path(d, name, i, shards) for i in range(shards)]
     part = partial_path(d, name)
+    codes = job.options.get("codes", "flat")
     state = read_progress(pp)
-    same = same_build(state, meta, total) and int(state.get("shards", 1)) == shards
+    same = (same_build(state, meta, total) and int(state.get("shards", 1)) == shards
+            and state.get("codes", "flat") == codes)
     if same and state.get("complete") and all(p.exists() for p in paths):
         log(f"index {name} is already complete ({total:,} passages)")
         return state
 
     def new_graph():
-        g = faiss.IndexHNSWFlat(int(meta["index_dim"]), int(hnsw["max_neighbors"]), faiss.METRIC_INNER_PRODUCT)
+        dim, m = int(meta["index_dim"]), int(hnsw["max_neighbors"])
+        if codes == "sq8":
+            g = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, m, faiss.METRIC_INNER_PRODUCT)
+            codec = faiss.downcast_index(g.storage)
+            faiss.copy_array_to_vector(np.asarray(state["sq_trained"], np.float32), codec.sq.trained)
+            codec.is_trained = g.is_trained = True
+        else:
+            g = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
         g.hnsw.efConstruction = int(hnsw["ef_construction"])
         return g
 
@@ -120,10 +149,22 @@ def build(job: BuildJob, source) -> dict:
     if start == 0 and graph is None:
         for p in (*paths, part):
             p.unlink(missing_ok=True)
+        old = state if same else {}  # a restart of the same build keeps its centre and ranges
         state = dict(meta, name=name, total=total, done=0, complete=False, backend="faiss", shards=shards,
-                     hnsw=dict(hnsw))
-        if job.options.get("centre") is not None:
-            state["centre"] = [float(x) for x in job.options["centre"]]
+                     hnsw=dict(hnsw), codes=codes)
+        centre = job.options.get("centre")
+        if centre is not None:
+            state["centre"] = [float(x) for x in centre]
+        elif old.get("centre") is not None:
+            state["centre"] = old["centre"]
+        if codes == "sq8":
+            train = job.options.get("train")
+            if train is not None:
+                state["sq_trained"] = train_sq8(train)
+            elif old.get("sq_trained"):
+                state["sq_trained"] = old["sq_trained"]
+            else:
+                raise ValueError("an sq8 graph needs sample vectors to train its quantiser (options['train'])")
         write_json(pp, state)
     else:
         state["done"] = start
