@@ -65,7 +65,7 @@ def encode_rows(model: TwoTowerModel, table: TokenTable, rows: np.ndarray, which
     enc = model.encode_passage if which == "passage" else model.encode_query
     rows = np.asarray(rows)
     out = np.empty((len(rows), model.dim), dtype=np.float32)
-    order = np.argsort(table.lengths()[rows], kind="stable")
+    order = np.argsort(table.lengths_of(rows), kind="stable")
     for s in range(0, len(rows), batch_size):
         idx = order[s:s + batch_size]
         ids, lens = table.batch(rows[idx], max_len)

@@ -129,10 +129,20 @@ def project_teacher(ts: TrainSet, basis: np.ndarray):
 
 
 def _texts(path, col: str, idx):
-    """ids -> texts of a table whose rows are the token table's rows (s02 keeps the order)."""
+    """ids -> texts of a table whose rows are the token table's rows (s02 keeps the order), read
+    one row group at a time (the whole text column of 10M passages would be GBs)."""
     def get(ids):
-        t = pq.read_table(path, columns=[col])[col]
-        return t.take(pa.array(idx.rows(ids))).to_pylist()
+        rows = np.asarray(idx.rows(ids), np.int64)
+        pf = pq.ParquetFile(path)
+        starts = np.cumsum([0] + [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)])
+        group = np.searchsorted(starts, rows, side="right") - 1
+        out = [None] * len(rows)
+        for g in np.unique(group):
+            sel = np.nonzero(group == g)[0]
+            vals = pf.read_row_group(int(g), columns=[col])[col].take(pa.array(rows[sel] - starts[g])).to_pylist()
+            for j, x in zip(sel, vals):
+                out[j] = x
+        return out
     return get
 
 

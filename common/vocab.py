@@ -220,16 +220,35 @@ class TokenTable:
 
     @classmethod
     def read(cls, path, id_col: str, producer: str | None = None) -> "TokenTable":
-        from .artifacts import damaged, read_parquet_artifact
-        t = read_parquet_artifact(path, producer, columns=[id_col, "tokens"])  # damage: one line naming its maker
-        if not (pa.types.is_list(t.schema.field("tokens").type) and pa.types.is_integer(t.schema.field(id_col).type)):
+        """Row group by row group into arrays sized from the file's metadata: at most one row
+        group more than the table itself in memory (a whole-table read and combine held 2x)."""
+        from .artifacts import damaged, parquet_row_groups
+        pf, groups = parquet_row_groups(path, producer, columns=[id_col, "tokens"])  # damage: one line naming its maker
+        schema = pf.schema_arrow
+        if not (pa.types.is_list(schema.field("tokens").type) and pa.types.is_integer(schema.field(id_col).type)):
             raise damaged(path, "not a token table (tokens must be a list of ids)", producer)
-        col = t["tokens"].combine_chunks()
-        offsets = col.offsets.to_numpy().astype(np.int64)
-        flat = col.values.to_numpy()
-        if offsets[0] != 0:
-            flat, offsets = flat[offsets[0]:], offsets - offsets[0]
-        return cls(t[id_col].to_numpy(), flat, offsets)
+        md = pf.metadata
+        leaf = [i for i in range(md.num_columns) if md.schema.column(i).path.split(".")[0] == "tokens"][0]
+        bound = sum(md.row_group(g).column(leaf).num_values for g in range(md.num_row_groups))  # >= the tokens
+        value_type = schema.field("tokens").type.value_type.to_pandas_dtype()
+        n = md.num_rows
+        ids, offsets, flat = np.empty(n, np.int64), np.zeros(n + 1, np.int64), np.empty(bound, value_type)
+        r = v = 0
+        for t in groups:
+            col = t["tokens"]
+            for chunk in col.chunks:
+                o = chunk.offsets.to_numpy().astype(np.int64)
+                vals = chunk.values.to_numpy()[o[0]:o[-1]]
+                if v + len(vals) > bound or r + len(chunk) > n:
+                    raise damaged(path, "its tokens do not match its metadata", producer)
+                flat[v:v + len(vals)] = vals
+                offsets[r + 1:r + 1 + len(chunk)] = o[1:] - o[0] + v
+                v += len(vals)
+                r += len(chunk)
+            ids[r - len(t):r] = t[id_col].to_numpy()
+        if r != n:
+            raise damaged(path, f"{r:,} rows read of the {n:,} its metadata counts", producer)
+        return cls(ids, flat[:v], offsets)
 
     def __len__(self):
         return len(self.ids)
@@ -237,9 +256,14 @@ class TokenTable:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
+    def lengths_of(self, rows) -> np.ndarray:
+        """The lengths of these rows only (every row's would be 10M subtractions per batch)."""
+        rows = np.asarray(rows, np.int64)
+        return self.offsets[rows + 1] - self.offsets[rows]
+
     def batch(self, rows: np.ndarray, max_len: int):
         """Right-padded int64 matrix and true lengths (at least 1: an empty text is one <unk>)."""
-        lens = np.minimum(self.lengths()[rows], max_len)
+        lens = np.minimum(self.lengths_of(rows), max_len)
         width = max(1, int(lens.max()) if len(lens) else 1)
         out = np.zeros((len(rows), width), dtype=np.int64)
         for i, (r, n) in enumerate(zip(rows, lens)):

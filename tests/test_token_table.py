@@ -1,0 +1,43 @@
+"""TokenTable: read row group by row group (10M passages' tokens without a second copy), the same
+arrays a whole-table read gives; lengths of a batch's rows only."""
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from common.artifacts import StageError
+from common.vocab import UNK, TokenTable, write_token_table
+
+
+def _write(path, groups=5, rows=300, seed=0):
+    rng = np.random.default_rng(seed)
+    lens = [rng.integers(0, 9, size=rows) for _ in range(groups)]  # empty rows too
+    toks = [(rng.integers(2, 500, size=int(l.sum())).astype(np.int32), l) for l in lens]
+    ids = [np.arange(g * rows, (g + 1) * rows, dtype=np.int64) * 7 - 5 for g in range(groups)]
+    write_token_table(path, "passage_id", iter(ids), iter(toks))
+
+
+def test_read_by_row_groups_equals_a_whole_table_read(tmp_path):
+    p = tmp_path / "t.parquet"
+    _write(p)
+    assert pq.ParquetFile(p).num_row_groups == 5
+    t = TokenTable.read(p, "passage_id")
+    whole = pq.read_table(p)
+    col = whole["tokens"].combine_chunks()
+    np.testing.assert_array_equal(t.ids, whole["passage_id"].to_numpy())
+    np.testing.assert_array_equal(t.offsets, col.offsets.to_numpy().astype(np.int64))
+    np.testing.assert_array_equal(t.flat, col.values.to_numpy())
+    assert t.flat.dtype == np.int32 and len(t) == 1500
+    rows = np.array([1499, 0, 3, 700])
+    np.testing.assert_array_equal(t.lengths_of(rows), t.lengths()[rows])
+    ids, lens = t.batch(rows, 4)
+    for r, row, n in zip(rows, ids, lens):
+        want = t.flat[t.offsets[r]:t.offsets[r + 1]][:4]
+        assert (n, list(row[:n])) == ((len(want), list(want)) if len(want) else (1, [UNK]))
+
+
+def test_a_table_that_is_not_tokens_is_one_line(tmp_path):
+    p = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"passage_id": pa.array([1, 2], pa.int64()), "tokens": pa.array(["a", "b"])}), p)
+    with pytest.raises(StageError, match="not a token table"):
+        TokenTable.read(p, "passage_id", "s02_tkn_ms_marco.py")
