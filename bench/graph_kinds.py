@@ -6,6 +6,8 @@ build rate and size, of HNSW graphs over the first N passages' index vectors:
     flat     float32, minus their mean: the centred graph s05 builds below 2,000,000 passages
     sq8      8-bit scalar-quantised codes of the centred vectors (IndexHNSWSQ), ranges trained on
              20,000 evenly spaced passages: what s05 builds from 2,000,000 passages
+    ivf      no graph: an inverted file (IndexIVFScalarQuantizer, 8-bit codes, 4 sqrt(N) lists
+             trained on 100,000 evenly spaced passages); "ef_search" is then nprobe, the lists searched
 
     python bench/graph_kinds.py --data-dir /tmp/msmarco-bench/run_100000/data --n 250000 --kinds raw,flat
     python bench/graph_kinds.py --data-dir DATA --n 1000000 --kinds flat,sq8 --ef-search 100,300
@@ -25,11 +27,21 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-KINDS = ("raw", "flat", "sq8")
+KINDS = ("raw", "flat", "sq8", "ivf")
 
 
 def build(faiss, kind: str, X: np.ndarray, m: np.ndarray):
     dim = X.shape[1]
+    if kind == "ivf":
+        nlist = int(4 * np.sqrt(len(X)))
+        quant = faiss.IndexFlatIP(dim)
+        g = faiss.IndexIVFScalarQuantizer(quant, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+        sample = np.unique(np.linspace(0, len(X) - 1, min(100_000, len(X))).astype(np.int64))
+        g.train(np.ascontiguousarray(X[sample] - m))
+        g.quantizer_ref = quant  # keep the quantiser alive beside the index
+        for s in range(0, len(X), 50_000):
+            g.add(np.ascontiguousarray(X[s:s + 50_000] - m))
+        return g
     if kind == "sq8":
         g = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, 16, faiss.METRIC_INNER_PRODUCT)
         sample = np.unique(np.linspace(0, len(X) - 1, min(20_000, len(X))).astype(np.int64))
@@ -84,7 +96,10 @@ def main():
         size = len(faiss.serialize_index(g)) / 1e9
         faiss.omp_set_num_threads(1)  # s09 searches each graph in one thread
         for ef in (int(x) for x in args.ef_search.split(",")):
-            g.hnsw.efSearch = ef
+            if kind == "ivf":
+                g.nprobe = ef
+            else:
+                g.hnsw.efSearch = ef
             ms, top = [], []
             for q in Q:
                 t = time.perf_counter()
