@@ -38,7 +38,6 @@ def build(faiss, kind: str, X: np.ndarray, m: np.ndarray):
         g = faiss.IndexIVFScalarQuantizer(quant, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
         sample = np.unique(np.linspace(0, len(X) - 1, min(100_000, len(X))).astype(np.int64))
         g.train(np.ascontiguousarray(X[sample] - m))
-        g.quantizer_ref = quant  # keep the quantiser alive beside the index
         for s in range(0, len(X), 50_000):
             g.add(np.ascontiguousarray(X[s:s + 50_000] - m))
         return g
