@@ -3,6 +3,7 @@ mode=...).search(q, 10) on the CPU (numpy query encoder, or torch with one threa
 over test-split queries.
 
     python bench/latency.py --data-dir DATA --queries 200 --modes dense,hybrid
+    python bench/latency.py --data-dir DATA --modes dense --settle 90   # after the warm-up's read-ahead
 
 Prints one JSON object: per mode, the Searcher's start-up seconds, the median / p95 / mean / max
 milliseconds of .search(q, 10) end to end, and (dense) a breakdown of the same queries into
@@ -59,6 +60,9 @@ def main():
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--modes", default="dense,hybrid")
     p.add_argument("-k", type=int, default=10)
+    p.add_argument("--settle", type=float, default=0.0,
+                   help="seconds to wait after the Searcher starts, before the first question (for the page cache to "
+                        "fill from the warm-up's read-ahead, as it does for a server that is queried later)")
     args = p.parse_args()
 
     from common import cli  # noqa: F401  (environment settings for chromadb)
@@ -72,6 +76,7 @@ def main():
         t0 = time.perf_counter()
         s = Searcher(args.data_dir, "cpu", mode=mode)
         start_s = time.perf_counter() - t0
+        time.sleep(args.settle)
         for t in texts[:WARMUP]:
             s.search(t, args.k)
         ms = []

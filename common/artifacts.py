@@ -336,20 +336,6 @@ def load_npy_artifact(path, producer: str | None = None, mmap_mode=None, shape: 
         raise damaged(path, f"unreadable ({type(e).__name__})", producer)
 
 
-def prefetch(path) -> None:
-    """Ask the kernel to read a memory-mapped file into the page cache ahead of use (no copy in the
-    process): the first searches of a 10M-passage index otherwise wait on random reads from disk."""
-    import os
-    try:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
-        finally:
-            os.close(fd)
-    except (AttributeError, OSError):  # not on this platform, or gone: the reads will just be slower
-        pass
-
-
 def parquet_row_groups(path, producer: str | None = None, columns: list | None = None):
     """(ParquetFile, an iterator over its row groups as tables): read_parquet_artifact's checks,
     one row group in memory at a time (10M passages' tokens are read without a second copy)."""

@@ -66,9 +66,7 @@ class Index:
         return [self.ids(r) for r in rows], sc
 
     def warm_up(self):
-        from ..artifacts import prefetch
         self.graph.warm_up(self.index_dim)
-        prefetch(self.full.path)  # the rescoring reads rows all over the vector file
 
     def close(self):
         self.graph.close()

@@ -264,9 +264,6 @@ class FaissGraph(Graph):
         return self._graphs
 
     def warm_up(self, dim: int = 0):
-        from ..artifacts import prefetch
-        for p in self.paths:
-            prefetch(p)  # its codes are mapped, not read
         self._load()
 
     def search(self, vecs: np.ndarray, n: int) -> list[np.ndarray]:
