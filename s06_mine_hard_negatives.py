@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from common import cli
 from common.artifacts import MissingInput, StageError, atomic_path, run_main, write_manifest
-from common.chunks import Chunks, unragged
+from common.chunks import Chunks, ragged, unragged
 from common.corpus import load_corpus
 from common.encode import encode_rows, load_model
 from common.index import chroma_graph, store
@@ -38,7 +38,6 @@ def main(argv=None, on_saved=None):
     args = p.parse_args(argv)
     if args.skip >= args.depth:
         p.error(f"argument --skip: must be below --depth ({args.skip} >= {args.depth})")
-    from tqdm import tqdm
     t = cli.Timer()
     device = cli.setup_torch(args)
     d = args.data_dir
@@ -64,23 +63,14 @@ def main(argv=None, on_saved=None):
                     {"model": ckpt["fingerprint"], "index": index.name, "vocab": corpus.vocab.fingerprint,
                      "depth": args.depth, "query_batch": args.query_batch, "queries": len(qids)})
     starts = range(0, len(qids), args.query_batch)
-    if chunks.count():
-        print(f"resuming: {chunks.count()} of {len(starts)} search batches already done")
-    for n, s in enumerate(tqdm(starts, desc="s06 search", unit="batch", mininterval=1)):
-        try:
-            got = chunks.load(n) if chunks.done(n) else None
-        except KeyError:
-            got = None
-        if got is None:
-            ids, sc = index.search_ids(qv[s:s + args.query_batch], args.depth)
-            got = {"ids_flat": np.concatenate(ids) if ids else np.zeros(0, np.int64),
-                   "sc_flat": np.concatenate(sc).astype(np.float32) if sc else np.zeros(0, np.float32),
-                   "lengths": np.array([len(i) for i in ids], np.int64)}
-            chunks.save(n, **got)
-            if on_saved is not None:
-                on_saved(n)
-        ranked_ids += unragged(got["ids_flat"], got["lengths"])
-        ranked_sc += unragged(got["sc_flat"], got["lengths"])
+
+    def search(n):
+        ids, sc = index.search_ids(qv[starts[n]:starts[n] + args.query_batch], args.depth)
+        return {**{f"ids_{k}": v for k, v in ragged(ids, np.int64).items()},
+                **{f"sc_{k}": v for k, v in ragged(sc, np.float32).items()}}
+    for got in chunks.run(len(starts), search, "s06 search batches", on_saved=on_saved):
+        ranked_ids += [r.tolist() for r in unragged(got["ids_flat"], got["ids_lengths"])]
+        ranked_sc += [r.tolist() for r in unragged(got["sc_flat"], got["sc_lengths"])]
     table, stats = mine(qids, pos, cand, ranked_ids, ranked_sc, pos_scores, args.skip, args.depth,
                         args.per_query, args.margin, args.seed)
     if table.num_rows == 0:

@@ -41,13 +41,10 @@ def build(faiss, kind: str, X: np.ndarray, m: np.ndarray):
         for s in range(0, len(X), 50_000):
             g.add(np.ascontiguousarray(X[s:s + 50_000] - m))
         return g
-    if kind == "sq8":
-        g = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, 16, faiss.METRIC_INNER_PRODUCT)
-        sample = np.unique(np.linspace(0, len(X) - 1, min(20_000, len(X))).astype(np.int64))
-        g.train(np.ascontiguousarray(X[sample] - m))
-    else:
-        g = faiss.IndexHNSWFlat(dim, 16, faiss.METRIC_INNER_PRODUCT)
-    g.hnsw.efConstruction = 100
+    from common.index.build import sample_rows
+    from common.index.faiss_graph import make_graph, train_sq8
+    ranges = train_sq8(X[sample_rows(len(X))] - m) if kind == "sq8" else None  # as s05 trains them
+    g = make_graph(dim, 16, 100, "sq8" if kind == "sq8" else "flat", ranges)
     for s in range(0, len(X), 50_000):  # as s05 adds them
         g.add(np.ascontiguousarray(X[s:s + 50_000] - (0 if kind == "raw" else m)))
     return g

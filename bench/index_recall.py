@@ -9,7 +9,7 @@ per-query search time (graph + rescoring, one thread per graph as s09 searches).
     python bench/index_recall.py --data-dir data/external/beir-trec-dl-2019-XXXX --index NAME
 
 It reads the pipeline's index files directly (numpy and faiss), so it does not depend on how the
-library wraps them:
+library wraps them (a graph it builds again is made by the library's own constructor):
     data/active_index.json            the active index's name and settings (--index NAME: its
                                       data/indexes/NAME.json instead)
     data/indexes/NAME.vectors.npy     float16 full vectors, one row per passages_tok row
@@ -113,28 +113,20 @@ def overlap(a, b) -> float:
 def build_like(faiss, st: dict, vecs, bnds, threads: int, codes: str | None = None):
     """A fresh graph per shard from the same vectors, as s05 builds it: the index's recorded HNSW
     settings, its centre, and its codes (or `codes`: flat or sq8, ranges from the centring sample)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from common.index.build import sample_rows
+    from common.index.faiss_graph import make_graph, train_sq8
     h = st.get("hnsw", {})
-    dim, m = int(st.get("index_dim", st["dim"])), int(h.get("max_neighbors", 16))
+    dim = int(st.get("index_dim", st["dim"]))
     codes = codes or st.get("codes", "flat")
     centre = np.asarray(st["centre"], np.float32) if st.get("centre") is not None else 0
     faiss.omp_set_num_threads(threads)
-    if codes == "sq8":
-        ranges = st.get("sq_trained")
-        if ranges is None:  # as s05 trains them: 20,000 evenly spaced passages
-            sample = np.unique(np.linspace(0, vecs.shape[0] - 1, min(20_000, vecs.shape[0])).astype(np.int64))
-            qz = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
-            qz.train(to_index_vectors(vecs[sample], st) - centre)
-            ranges = faiss.vector_to_array(qz.sq.trained)
+    ranges = st.get("sq_trained")
+    if codes == "sq8" and ranges is None:
+        ranges = train_sq8(to_index_vectors(vecs[sample_rows(vecs.shape[0])], st) - centre)
     out = []
     for lo, hi in bnds:
-        if codes == "sq8":
-            g = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, m, faiss.METRIC_INNER_PRODUCT)
-            codec = faiss.downcast_index(g.storage)
-            faiss.copy_array_to_vector(np.asarray(ranges, np.float32), codec.sq.trained)
-            codec.is_trained = g.is_trained = True
-        else:
-            g = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
-        g.hnsw.efConstruction = int(h.get("ef_construction", 100))
+        g = make_graph(dim, int(h.get("max_neighbors", 16)), int(h.get("ef_construction", 100)), codes, ranges)
         for s in range(lo, hi, 50_000):
             g.add(np.ascontiguousarray(to_index_vectors(vecs[s:min(s + 50_000, hi)], st) - centre))
         out.append(g)

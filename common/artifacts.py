@@ -336,31 +336,10 @@ def load_npy_artifact(path, producer: str | None = None, mmap_mode=None, shape: 
         raise damaged(path, f"unreadable ({type(e).__name__})", producer)
 
 
-def parquet_row_groups(path, producer: str | None = None, columns: list | None = None):
-    """(ParquetFile, an iterator over its row groups as tables): read_parquet_artifact's checks,
-    one row group in memory at a time (10M passages' tokens are read without a second copy)."""
+def _open_parquet(path: Path, producer: str, columns: list | None):
+    """The ParquetFile of a file another stage wrote, with these columns; a damaged file or a
+    missing column is one line."""
     import pyarrow.parquet as pq
-    path = Path(path)
-    producer = producer or producer_of(path)
-    read_parquet_artifact(path, producer, columns=[], _schema_only=columns or [])
-    pf = pq.ParquetFile(path)
-
-    def groups():
-        for i in range(pf.num_row_groups):
-            try:
-                yield pf.read_row_group(i, columns=columns)
-            except Exception as e:
-                raise damaged(path, f"a damaged Parquet file ({type(e).__name__}: "
-                                    f"{str(e).splitlines()[0][:80] if str(e) else ''})", producer)
-    return pf, groups()
-
-
-def read_parquet_artifact(path, producer: str | None = None, columns: list | None = None, _schema_only=None):
-    """pyarrow.parquet.read_table of a file another stage wrote; a damaged file or a missing column
-    is one line. (_schema_only: only check that these columns are there; read nothing.)"""
-    import pyarrow.parquet as pq
-    path = Path(path)
-    producer = producer or producer_of(path)
     if not path.exists():
         raise MissingInput(path, producer)
     bad = format_damage(path)
@@ -371,16 +350,43 @@ def read_parquet_artifact(path, producer: str | None = None, columns: list | Non
         names = pf.schema_arrow.names
     except Exception as e:
         raise damaged(path, f"a damaged Parquet file ({type(e).__name__})", producer)
-    lacking = [c for c in (columns or _schema_only or []) if c not in names]
+    lacking = [c for c in (columns or []) if c not in names]
     if lacking:
         raise damaged(path, f"not what this stage writes (no column {', '.join(lacking)})", producer)
-    if _schema_only is not None:
-        return None
+    return pf
+
+
+def _damaged_read(path: Path, e: Exception, producer: str):
+    return damaged(path, f"a damaged Parquet file ({type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''})",
+                   producer)
+
+
+def read_parquet_artifact(path, producer: str | None = None, columns: list | None = None):
+    """pyarrow.parquet.read_table of a file another stage wrote; a damaged file or a missing column
+    is one line."""
+    path = Path(path)
+    producer = producer or producer_of(path)
+    pf = _open_parquet(path, producer, columns)
     try:
         return pf.read(columns=columns)
     except Exception as e:
-        raise damaged(path, f"a damaged Parquet file ({type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''})",
-                      producer)
+        raise _damaged_read(path, e, producer)
+
+
+def parquet_row_groups(path, producer: str | None = None, columns: list | None = None):
+    """(ParquetFile, an iterator over its row groups as tables): read_parquet_artifact one row
+    group at a time (10M passages' tokens read without a second copy)."""
+    path = Path(path)
+    producer = producer or producer_of(path)
+    pf = _open_parquet(path, producer, columns)
+
+    def groups():
+        for i in range(pf.num_row_groups):
+            try:
+                yield pf.read_row_group(i, columns=columns)
+            except Exception as e:
+                raise _damaged_read(path, e, producer)
+    return pf, groups()
 
 
 # What a vocabulary pickle may hold: plain containers and numpy arrays (numpy 1.x and 2.x names).

@@ -1,6 +1,8 @@
 """s10's evaluation: every system over the whole pool, side by side, with standard IR metrics."""
 from __future__ import annotations
 
+import hashlib
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +11,7 @@ import pyarrow.parquet as pq
 from . import bm25 as bm25_mod
 from . import retrieval
 from .artifacts import atomic_path, require, write_json
-from .chunks import Chunks
+from .chunks import Chunks, ragged, unragged
 from .corpus import find_sorted, labelled_questions
 from .encode import encode_rows, load_model
 from .metrics import REPORTED, evaluate, ranked_to_run
@@ -29,7 +31,7 @@ class Evaluator:
         killed evaluation resumes; on_saved(n) after each kept chunk (tests kill s10 there)."""
         self.d = Path(data_dir)
         self.keep, self.chunk, self.on_saved = (Path(keep) if keep else None), int(chunk), on_saved
-        self._kept_here = set()
+        self._runs = {}  # each kept run, once loaded (s10 asks for some twice)
         self.model_dir = Path(model_dir)
         self.corpus = corpus
         self.device = device
@@ -56,27 +58,15 @@ class Evaluator:
         kept chunk by chunk under self.keep; the chunks already there are not computed again."""
         if self.keep is None or not len(qids):
             return compute(slice(None))
-        qh = __import__("hashlib").sha1(np.asarray(qids, np.int64).tobytes()).hexdigest()[:12]
-        ch = Chunks(self.keep / f"{what}-{qh}", dict(key, what=what, queries=qh, n=len(qids), chunk=self.chunk))
-        starts = range(0, len(qids), self.chunk)
-        if ch.count() and ch.folder not in self._kept_here:  # (not the chunks this run kept a moment ago)
-            self.log(f"{what}: resuming, {ch.count()} of {len(starts)} chunks of {self.chunk:,} questions already done")
-        self._kept_here.add(ch.folder)
-        parts = []
-        for i, lo in enumerate(starts):
-            got = None
-            if ch.done(i):
-                try:
-                    got = ch.load(i)
-                except KeyError:
-                    pass
-            if got is None:
-                got = compute(slice(lo, lo + self.chunk))
-                ch.save(i, **got)
-                if self.on_saved is not None:
-                    self.on_saved(i)
-            parts.append(got)
-        return {k: np.concatenate([x[k] for x in parts]) for k in parts[0]}
+        qh = hashlib.sha1(np.asarray(qids, np.int64).tobytes()).hexdigest()[:12]
+        folder = self.keep / f"{what}-{qh}"
+        if folder not in self._runs:
+            ch = Chunks(folder, dict(key, what=what, queries=qh, n=len(qids), chunk=self.chunk))
+            starts = range(0, len(qids), self.chunk)
+            parts = ch.run(len(starts), lambda i: compute(slice(starts[i], starts[i] + self.chunk)),
+                           f"s10 {what}", self.log, self.on_saved)
+            self._runs[folder] = {k: np.concatenate([x[k] for x in parts]) for k in parts[0]}
+        return self._runs[folder]
 
     def clear_kept(self):
         """Once the reports are written: the kept chunks have served."""
@@ -84,6 +74,7 @@ class Evaluator:
             import shutil
             shutil.rmtree(self.keep, ignore_errors=True)
 
+    @cached_property
     def _pool_key(self) -> str:
         return require(self.d / "passages_tok.parquet")["fingerprint"]
 
@@ -120,7 +111,7 @@ class Evaluator:
                 ids, sc = retrieval.dense_exact(self.pool_vectors(ckpt_name), self.corpus.ptok.ids, qvec(sel), k, self.device)
             return {"ids": ids, "sc": sc}
         key = {"model": ckpt["fingerprint"], "index": index.name if index is not None else "exact", "k": k,
-               "pool": self._pool_key()}
+               "pool": self._pool_key}
         got = self._kept(f"dense-{ckpt['fingerprint'][:12]}", key, qids, compute)
         return got["ids"], got["sc"], index.backend if index is not None else "exact"
 
@@ -132,7 +123,7 @@ class Evaluator:
             ids, sc = retrieval.dense_exact(self.pool_vectors(ckpt_name), self.corpus.ptok.ids, qv, k, self.device)
             return {"ids": ids, "sc": sc}
         got = self._kept(f"exact-{ckpt['fingerprint'][:12]}", {"model": ckpt["fingerprint"], "k": k,
-                                                                "pool": self._pool_key()}, qids, compute)
+                                                                "pool": self._pool_key}, qids, compute)
         return got["ids"], got["sc"]
 
     def glove(self, qids: np.ndarray, k: int = DEPTH):
@@ -146,7 +137,7 @@ class Evaluator:
             qv = retrieval.glove_average(emb, self.corpus.qtok, self.corpus.qidx.rows(qids[sel]))
             ids, sc = retrieval.dense_exact(pool, self.corpus.ptok.ids, qv, k, self.device)
             return {"ids": ids, "sc": sc}
-        got = self._kept("glove", {"vocab": self.corpus.vocab.fingerprint, "k": k, "pool": self._pool_key()},
+        got = self._kept("glove", {"vocab": self.corpus.vocab.fingerprint, "k": k, "pool": self._pool_key},
                          qids, compute)
         return got["ids"], got["sc"]
 
@@ -167,7 +158,7 @@ class Evaluator:
         def compute(sel):
             ids, sc = self.bm25.search(texts[sel], k)
             return {"ids": np.asarray(ids), "sc": np.asarray(sc)}
-        got = self._kept("bm25", {"params": self.bm25_params, "k": k, "pool": self._pool_key()}, qids, compute)
+        got = self._kept("bm25", {"params": self.bm25_params, "k": k, "pool": self._pool_key}, qids, compute)
         return got["ids"], got["sc"]
 
     # ------------------------------------------------------------ rerank setting
@@ -231,17 +222,15 @@ class Evaluator:
                 cand, f = retrieval.hybrid_features(qv[j], rows, self.bm25, texts[n], P, model.config["out_dim"], DEPTH)
                 cands.append(self.corpus.ptok.ids[cand])
                 feats.append(np.asarray(f))
-            return {"ids": np.concatenate(cands) if cands else np.zeros(0, np.int64),
-                    "f": np.concatenate(feats) if feats else np.zeros((0, 3), np.float32),
-                    "n": np.array([len(c) for c in cands], np.int64)}
-        h = __import__("hashlib").sha1()
+            c, f = ragged(cands, np.int64), ragged(feats, feats[0].dtype if feats else np.float32)
+            return {"ids": c["flat"], "n": c["lengths"], "f": f["flat"].reshape(-1, 3)}
+        h = hashlib.sha1()
         for r in d_ids:  # the dense run the candidates come from (rows may differ in length)
             h.update(np.asarray(r, np.int64).tobytes() + b"|")
-        key = {"model": ckpt["fingerprint"], "params": self.bm25_params, "pool": self._pool_key(),
+        key = {"model": ckpt["fingerprint"], "params": self.bm25_params, "pool": self._pool_key,
                "dense_run": h.hexdigest()[:12]}
         got = self._kept(f"hybrid-{ckpt['fingerprint'][:12]}", key, qids, compute)
-        ends = np.cumsum(got["n"])
-        return [(got["ids"][e - c:e], got["f"][e - c:e]) for c, e in zip(got["n"], ends)]
+        return list(zip(unragged(got["ids"], got["n"]), unragged(got["f"], got["n"])))
 
     def _bm25_for(self, text, cands):
         return self.bm25.scores(text)[self.bm25.rows(cands)]

@@ -135,7 +135,7 @@ def test_s06_killed_resumes_at_its_last_search_batch(data):
     r = run_killed("s06_mine_hard_negatives.py", d, 2, "--query-batch", "20")
     assert r.returncode == -9 and len(list((d / "hard_negatives.parquet.chunks").glob("chunk-*.npz"))) == 2
     r = run("s06_mine_hard_negatives.py", d, "--query-batch", "20")
-    assert "resuming: 2 of" in r.stdout
+    assert "s06 search batches: resuming, 2 of" in r.stdout
     assert pq.read_table(d / "hard_negatives.parquet").equals(want)
     assert not (d / "hard_negatives.parquet.chunks").exists()
 

@@ -39,7 +39,7 @@ from .state import BuildIncomplete, read_progress, same_build, write_json
 NAME = "faiss"
 ADD_BATCH = 50_000  # rows per faiss add: its threads wait for each other at the end of every add, so small adds cost
 CODES = ("flat", "sq8")
-SQ8_FROM = 2_000_000  # passages from which auto builds sq8 graphs (bench/README.md, "graph codes")
+SQ8_FROM = 2_000_000  # passages from which auto builds sq8 graphs (README, Speed, "v2.1 scale")
 
 
 def auto_codes(total: int) -> str:
@@ -52,6 +52,20 @@ def train_sq8(x: np.ndarray) -> list[float]:
     q = faiss.IndexScalarQuantizer(x.shape[1], faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
     q.train(np.ascontiguousarray(x, dtype=np.float32))
     return [float(v) for v in faiss.vector_to_array(q.sq.trained)]
+
+
+def make_graph(dim: int, max_neighbors: int, ef_construction: int, codes: str = "flat", sq_trained=None):
+    """An empty HNSW graph (inner product) of these codes; sq8 with its ranges from train_sq8."""
+    faiss = _faiss()
+    if codes == "sq8":
+        g = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, max_neighbors, faiss.METRIC_INNER_PRODUCT)
+        codec = faiss.downcast_index(g.storage)
+        faiss.copy_array_to_vector(np.asarray(sq_trained, np.float32), codec.sq.trained)
+        codec.is_trained = g.is_trained = True
+    else:
+        g = faiss.IndexHNSWFlat(dim, max_neighbors, faiss.METRIC_INNER_PRODUCT)
+    g.hnsw.efConstruction = ef_construction
+    return g
 
 
 def auto_shards(total: int, job: BuildJob | None = None) -> int:
@@ -116,16 +130,8 @@ def build(job: BuildJob, source) -> dict:
         return state
 
     def new_graph():
-        dim, m = int(meta["index_dim"]), int(hnsw["max_neighbors"])
-        if codes == "sq8":
-            g = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, m, faiss.METRIC_INNER_PRODUCT)
-            codec = faiss.downcast_index(g.storage)
-            faiss.copy_array_to_vector(np.asarray(state["sq_trained"], np.float32), codec.sq.trained)
-            codec.is_trained = g.is_trained = True
-        else:
-            g = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
-        g.hnsw.efConstruction = int(hnsw["ef_construction"])
-        return g
+        return make_graph(int(meta["index_dim"]), int(hnsw["max_neighbors"]), int(hnsw["ef_construction"]), codes,
+                          state.get("sq_trained"))
 
     start, graph = 0, None
     if same and state.get("done") == total and all(p.exists() for p in paths):  # killed just before the end
