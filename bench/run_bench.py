@@ -60,7 +60,8 @@ WORK_DEFAULT = Path(tempfile.gettempdir()) / "msmarco-bench"
 EPOCHS_S04 = 2
 EPOCHS_S07 = 1
 S09_QUERIES = 200            # per-query latency sample (test split)
-TOPIC_RANK0 = 2_000          # topic words = GloVe words ranked 2,000 .. 2,000 + N/2
+TOPIC_RANK0 = 2_000          # topic words = GloVe words ranked 2,000 .. 2,000 + N/2 ("first")
+TOPICS = ("first", "spread")  # "spread": N/2 words evenly spaced over every rank from 2,000 (README, v2.1 scale)
 POLL_S = 0.1
 # every stage in order, s09 (interactive, measured by its own code below) included; s11 is a server
 # that never ends by itself: bench/serve_load.py and bench/serve_memory.py measure it
@@ -300,16 +301,26 @@ def s09_latency(py: str, d: Path, n: int, log: Path) -> dict:
 
 
 # ------------------------------------------------------------------ dataset
-def make_dataset(src: Path, n: int) -> dict:
+def topic_words(words: list[str], n: int, topics: str = "first") -> list[str]:
+    """N/2 topic words: the next ones from rank 2,000 ("first": at N = 1,000,000 that is every word
+    down to GloVe's rarest), or as many spread evenly over all of those ranks ("spread": the same
+    kind of words at any N, so a small N can reproduce the largest set's difficulty)."""
+    want = max(50, n // 2)
+    if topics == "spread":
+        pool = words[TOPIC_RANK0:]
+        return pool[::max(1, len(pool) // want)][:want]
+    return words[TOPIC_RANK0:TOPIC_RANK0 + want]
+
+
+def make_dataset(src: Path, n: int, topics: str = "first") -> dict:
     sys.path.insert(0, str(CODE))
     from common import glove, synthetic
-    words = glove.words()
-    topic = words[TOPIC_RANK0:TOPIC_RANK0 + max(50, n // 2)]
+    topic = topic_words(glove.words(), n, topics)
     if src.exists():
         shutil.rmtree(src)
     t0 = time.perf_counter()
     info = synthetic.write(src, n, topic_words=topic)
-    (src / "bench_dataset.json").write_text(json.dumps({"n": n, "topic_words": len(topic), **info}))
+    (src / "bench_dataset.json").write_text(json.dumps({"n": n, "topic_words": len(topic), "topics": topics, **info}))
     return {"seconds": time.perf_counter() - t0, **info}
 
 
@@ -417,6 +428,8 @@ def main():
                    help="where the dataset, data dir and report go (default %(default)s)")
     p.add_argument("--stages", default=",".join(STAGES),
                    help="comma list, e.g. s05,s09; earlier stages' outputs must already be in the data dir")
+    p.add_argument("--topics", default="first", choices=TOPICS,
+                   help="which GloVe words the questions ask about (topic_words())")
     p.add_argument("--keep", action="store_true", help="reuse an existing synthetic dataset of this N")
     p.add_argument("--epochs", type=int, default=EPOCHS_S04, help="s04 epochs")
     p.add_argument("--s07-epochs", type=int, default=EPOCHS_S07)
@@ -443,8 +456,9 @@ def main():
     if bad:
         sys.exit(f"unknown stage(s) {bad}: choose from {','.join(STAGES)}")
     stages = [s for s in STAGES if s in stages]
-    src = work / f"source_{args.n}"
-    run_dir = work / f"run_{args.n}"
+    tag = f"{args.n}" + ("" if args.topics == "first" else f"_{args.topics}")
+    src = work / f"source_{tag}"
+    run_dir = work / f"run_{tag}"
     d = run_dir / "data"
     logs = run_dir / "logs"
     py = args.python
@@ -461,7 +475,7 @@ def main():
             print(f"dataset: reusing {src}", flush=True)
         else:
             print(f"dataset: writing N = {args.n:,} queries x 10 passages to {src} ...", flush=True)
-            info = make_dataset(src, args.n)
+            info = make_dataset(src, args.n, args.topics)
             res["dataset_s"] = info["seconds"]
             print(f"dataset: written in {info['seconds']:.1f} s", flush=True)
         if d.exists():
@@ -519,7 +533,7 @@ def main():
             print(f"{st} failed: stopping (log {log})", flush=True)
             break
 
-    prev = work / f"bench_{args.n}.json"
+    prev = work / f"bench_{tag}.json"
     if set(stages) != set(STAGES) and prev.exists():  # a subset: keep the other stages' figures
         old = json.loads(prev.read_text())
         kept = {k: v for k, v in old.get("stages", {}).items() if k not in res["stages"]}
@@ -538,9 +552,9 @@ def main():
     print()
     print(md)
     work.mkdir(parents=True, exist_ok=True)
-    (work / f"bench_{args.n}.md").write_text(md + "\n")
-    (work / f"bench_{args.n}.json").write_text(json.dumps(res, indent=1, default=str))
-    print(f"\nwrote {work / f'bench_{args.n}.md'} and .json")
+    (work / f"bench_{tag}.md").write_text(md + "\n")
+    (work / f"bench_{tag}.json").write_text(json.dumps(res, indent=1, default=str))
+    print(f"\nwrote {work / f'bench_{tag}.md'} and .json")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,40 @@ class IdIndex:
         return self.order[pos]
 
 
+class Ragged:
+    """A list column as one array of values and row offsets: row i is values[offsets[i]:offsets[i+1]].
+    Python lists of v2.1's 1M questions x 10 candidates held ~1.5 GB; these arrays ~0.1 GB."""
+
+    def __init__(self, values: np.ndarray, offsets: np.ndarray):
+        self.values, self.offsets = values, np.asarray(offsets, np.int64)
+
+    def __len__(self):
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i):
+        return self.values[self.offsets[i]:self.offsets[i + 1]]
+
+    def __iter__(self):
+        v, o = self.values, self.offsets
+        return (v[o[i]:o[i + 1]] for i in range(len(o) - 1))
+
+
+def read_query_columns(path: Path, columns: list[str]) -> dict:
+    """Columns of queries.parquet (checked as every artifact is): numbers as arrays, list columns as
+    Ragged, text as an array of str."""
+    import pyarrow as pa
+    t = read_parquet_artifact(path, columns=columns)
+    out = {}
+    for name in columns:
+        col = t[name].combine_chunks() if t[name].num_chunks != 1 else t[name].chunk(0)
+        if pa.types.is_list(col.type):
+            off = col.offsets.to_numpy()
+            out[name] = Ragged(col.flatten().to_numpy(zero_copy_only=False), off - off[0])
+        else:
+            out[name] = col.to_numpy(zero_copy_only=False)
+    return out
+
+
 @dataclass
 class LabelledQuestions:
     """The questions of a split that have a selected passage, in the query table's order."""
@@ -64,9 +98,9 @@ def labelled_questions(queries: dict, split: str, min_candidates: int = 1) -> La
         r = set(positives(pids, sel))
         if not r or len(pids) < min_candidates:
             continue
-        qids.append(q)
+        qids.append(int(q))
         rel.append(r)
-        cands.append(list(pids))
+        cands.append([int(p) for p in pids])
         if has_text:
             texts.append(queries["query"][n])
     return LabelledQuestions(np.asarray(qids, dtype=np.int64), rel, cands, texts if has_text else None)
@@ -79,7 +113,7 @@ class Corpus:
     vocab_manifest: dict
     ptok: TokenTable
     qtok: TokenTable
-    queries: dict          # split, query_id, passage_ids, is_selected (python lists)
+    queries: dict          # split, query_id, passage_ids, is_selected (read_query_columns)
     pidx: IdIndex
     qidx: IdIndex
     token_limits: dict     # max_query_tokens, max_passage_tokens: where s02 cut the tables
@@ -118,7 +152,6 @@ def load_corpus(data_dir: Path, need_queries: bool = True) -> Corpus:
     qtok = TokenTable.read(d / "queries_tok.parquet", "query_id", _maker(qm_tok))
     queries = {}
     if need_queries:
-        queries = read_parquet_artifact(d / "queries.parquet",
-                                        columns=["split", "query_id", "passage_ids", "is_selected"]).to_pydict()
+        queries = read_query_columns(d / "queries.parquet", ["split", "query_id", "passage_ids", "is_selected"])
     return Corpus(d, vocab, vm, ptok, qtok, queries, IdIndex(ptok.ids, _maker(pm_tok)),
                   IdIndex(qtok.ids, _maker(qm_tok)), limits)

@@ -6,13 +6,12 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from . import bm25 as bm25_mod
 from . import retrieval
 from .artifacts import atomic_path, require, write_json
 from .chunks import Chunks, ragged, unragged
-from .corpus import find_sorted, labelled_questions
+from .corpus import find_sorted, labelled_questions, read_query_columns
 from .encode import encode_rows, load_model
 from .metrics import REPORTED, evaluate, ranked_to_run
 
@@ -37,8 +36,7 @@ class Evaluator:
         self.device = device
         self.use_index, self.chroma_host, self.chroma_port = use_index, chroma_host, chroma_port
         self.log = log
-        q = pq.read_table(self.d / "queries.parquet", columns=["split", "query_id", "query", "passage_ids", "is_selected"])
-        self.q = q.to_pydict()
+        self.q = read_query_columns(self.d / "queries.parquet", ["split", "query_id", "query", "passage_ids", "is_selected"])
         self.bm25_params = bm25_mod.params(**(bm25_params or {}))
         self.bm25 = bm25_mod.load_or_build(self.d, log, **(bm25_params or {}))
         self._models, self._indexes, self._aligned = {}, {}, False

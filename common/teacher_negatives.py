@@ -23,7 +23,7 @@ import numpy as np
 def attach(ts, corpus, source: str, device, skip: int = 3, depth: int = 30, fn_margin: float = 0.0,
            basis: np.ndarray | None = None, all_pool: bool = False, log=print) -> dict:
     from . import teacher
-    from .train import _texts
+    from .train import RowTargets, _texts
     d = corpus.data_dir
     pairs, tq, tp = ts.t_raw
     rng = np.random.default_rng(1234)  # the same negatives for every training seed: one teacher cache
@@ -80,12 +80,13 @@ def attach(ts, corpus, source: str, device, skip: int = 3, depth: int = 30, fn_m
     at = {(int(q), int(p)): i for i, (q, p) in enumerate(pairs)}
     src = np.array([at.get((int(q), int(p)), -1) for q, p in zip(ts.qids, ts.pids)], dtype=np.int64)
     ok = (src >= 0) & keep[np.maximum(src, 0)]
+    at = np.where(ok, src, -1)
     src = np.maximum(src, 0)
     ts.has_tn = ok
     ts.tn_rows = np.where(ok, corpus.pidx.rows(np.where(keep, neg, pairs[:, 1])[src]), 0)
-    ts.t_nf = np.where(ok[:, None], tn_u[src], 0).astype(np.float32)
+    ts.t_nf = RowTargets(tn_u, at)
     if basis is not None:
-        ts.t_n = np.where(ok[:, None], unit(tn @ basis)[src], 0).astype(np.float32)
+        ts.t_n = RowTargets(unit(tn @ basis), at)
     stats = {"source": source, "pairs": int(len(pairs)), "with_negative": int(have.sum()),
              "dropped_false_negative": int(false_neg.sum()), "rows_with_negative": int(ok.sum()),
              "mine_s": round(mine_s, 1), "teacher_s": round(teach_s, 1),

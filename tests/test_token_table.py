@@ -41,3 +41,31 @@ def test_a_table_that_is_not_tokens_is_one_line(tmp_path):
     pq.write_table(pa.table({"passage_id": pa.array([1, 2], pa.int64()), "tokens": pa.array(["a", "b"])}), p)
     with pytest.raises(StageError, match="not a token table"):
         TokenTable.read(p, "passage_id", "s02_tkn_ms_marco.py")
+
+
+def test_query_columns_as_arrays_give_the_labelled_questions_lists_give(tmp_path):
+    """load_corpus and s10 hold queries.parquet's columns as arrays (Ragged for the candidate lists),
+    not Python lists: the same labelled questions, in Python ints, from a file of several row groups."""
+    from common.artifacts import write_manifest
+    from common.corpus import Ragged, labelled_questions, read_query_columns
+    rng = np.random.default_rng(0)
+    n = 400
+    pids = [list(rng.integers(-2**62, 2**62, size=int(rng.integers(0, 6)))) for _ in range(n)]
+    sel = [[int(x) for x in rng.integers(-1, 2, size=len(p))] for p in pids]
+    t = pa.table({"split": rng.choice(["train", "validation", "test"], n).tolist(),
+                  "query_id": np.arange(n, dtype=np.int64) * 3 - 600, "query": [f"q {i}" for i in range(n)],
+                  "passage_ids": pa.array(pids, pa.list_(pa.int64())), "is_selected": pa.array(sel, pa.list_(pa.int8()))})
+    p = tmp_path / "queries.parquet"
+    pq.write_table(t, p, row_group_size=64)
+    write_manifest(p, "s00_combine_data.py", {})
+    cols = ["split", "query_id", "query", "passage_ids", "is_selected"]
+    new, old = read_query_columns(p, cols), t.to_pydict()
+    assert isinstance(new["passage_ids"], Ragged) and len(new["passage_ids"]) == n
+    assert [list(x) for x in new["passage_ids"]] == pids and new["is_selected"][7].tolist() == sel[7]
+    for split in ("train", "validation", "test"):
+        for m in (1, 2):
+            a, b = labelled_questions(old, split, m), labelled_questions(new, split, m)
+            assert len(b) > 0
+            np.testing.assert_array_equal(a.qids, b.qids)
+            assert (a.relevant, a.candidates, a.texts) == (b.relevant, b.candidates, b.texts)
+            assert all(type(x) is int for c in b.candidates for x in c)
