@@ -21,6 +21,9 @@ from launch import run_killed
 # --out-dim 64: the folder's 120 training pairs can give 64 teacher directions (not 192), so the
 # default's distillation runs (the teacher's targets are already cached in data/teacher/)
 S04 = ["--epochs", "3", "--batch-size", "32", "--out-dim", "64"]
+# One BLAS thread, as torchrun gives each process, for every run compared bit for bit: numpy's
+# products (the teacher's projection) then add up in the same order in each of them
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
 def torchrun(script, data, *args, nproc=2, timeout=300):
@@ -53,7 +56,7 @@ def files(d):
 def one_process(tmp_path_factory):
     """s04 with S04's settings, one process, never interrupted: the reference."""
     d = copy_data(tmp_path_factory, "ddp-one")
-    run("s04_train_tower.py", d, *S04, "--wandb", "disabled")
+    run("s04_train_tower.py", d, *S04, "--wandb", "disabled", env=ONE_THREAD)
     return d
 
 
@@ -181,11 +184,11 @@ def test_s07_under_torchrun_and_resumed(tmp_path_factory):
 @pytest.mark.slow
 def test_killed_s04_resumes_to_the_same_model(one_process, tmp_path_factory):
     d = copy_data(tmp_path_factory, "ddp-killed")
-    r = run_killed("s04_train_tower.py", d, 1, *S04, "--wandb", "disabled")
+    r = run_killed("s04_train_tower.py", d, 1, *S04, "--wandb", "disabled", env=ONE_THREAD)
     assert r.returncode == -9, r.stderr[-2000:]
     assert (d / "s04_model.resume.pt").exists()
     assert not (d / "s04_model.pt.manifest.json").exists(), "a killed run leaves no manifest"
-    r = run("s04_train_tower.py", d, *S04, "--wandb", "disabled")
+    r = run("s04_train_tower.py", d, *S04, "--wandb", "disabled", env=ONE_THREAD)
     assert "resuming at epoch 2" in r.stdout and "epoch   1 " not in r.stdout
     got, want = manifest(d / "s04_model.pt"), manifest(one_process / "s04_model.pt")
     assert got["stats"]["val"] == want["stats"]["val"]
