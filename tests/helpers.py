@@ -4,6 +4,7 @@
 - `build_pipeline`: s00 to s10 in order on a synthetic dataset (conftest's `pipeline_base`).
 - `copy_tree`, `snapshot`: copy a data folder for one test; tell whether a folder was written to.
 - `base_data`, `copy_data`: the robustness tests' small folder (s00-s04), built once and copied.
+- `bench_tool`: a script of bench/ loaded as a module (bench/ is not a package).
 - `msmarco_row`: one row of MS MARCO in the Hugging Face layout, for hand-written sources.
 """
 import os
@@ -15,6 +16,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+def bench_tool(name: str):
+    """bench/<name>.py as a module, loaded by path."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def run(script, data, *args, check=True, input=None, env=None, timeout=600):

@@ -3,21 +3,11 @@ figure used); `spread` is as many spread over every rank from 2,000, the kind of
 N = 1,000,000 set asks about, so a small N reproduces its difficulty (README, v2.1 scale)."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _run_bench():
-    spec = importlib.util.spec_from_file_location("bench_run_bench", ROOT / "bench" / "run_bench.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from helpers import bench_tool
 
 
 def test_first_and_spread_topic_words():
-    rb = _run_bench()
+    rb = bench_tool("run_bench")
     words = [f"w{i}" for i in range(400_000)]
     first = rb.topic_words(words, 100_000, "first")
     assert first == words[2_000:52_000]

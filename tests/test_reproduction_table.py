@@ -5,21 +5,15 @@ If this fails after editing bench/reproduction.json (or re-recording it), run
 """
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
+
+from helpers import bench_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _reproduce():
-    spec = importlib.util.spec_from_file_location("bench_reproduce", ROOT / "bench" / "reproduce.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_readme_tables_are_rendered_from_the_file():
-    r = _reproduce()
+    r = bench_tool("reproduce")
     want = r.render(r.load())
     have = r.readme_blocks((ROOT / "README.md").read_text())
     for name, block in want.items():
@@ -29,7 +23,7 @@ def test_readme_tables_are_rendered_from_the_file():
 
 
 def test_every_figure_names_a_known_tolerance_and_stage():
-    r = _reproduce()
+    r = bench_tool("reproduce")
     spec = r.load()
     ids = [c["id"] for c in spec["conditions"]]
     assert len(ids) == len(set(ids)) and "default" in ids
