@@ -10,6 +10,7 @@ finished batch.
     python s06_mine_hard_negatives.py
 """
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from common import cli
@@ -20,6 +21,7 @@ from common.encode import encode_rows, load_model
 from common.index import chroma_graph, store
 from common.mining import mine
 from common.stages import script
+from common.triplets import TRIPLET_SCHEMA
 
 
 def main(argv=None, on_saved=None):
@@ -51,28 +53,36 @@ def main(argv=None, on_saved=None):
 
     # training queries with a positive, with their candidate lists
     train = corpus.labelled("train")
-    qids, pos, cand = train.qids, train.relevant, [set(c) for c in train.candidates]
-    qv = encode_rows(model, corpus.qtok, corpus.qidx.rows(qids), "query", device)
-    # score of each query's (first) positive, for the false-negative guard
-    first_pos = corpus.pidx.rows(np.array([min(x) for x in pos], dtype=np.int64))
-    pv = encode_rows(model, corpus.ptok, first_pos, "passage", device)
-    pos_scores = (qv * pv).sum(1)
-    ranked_ids, ranked_sc = [], []
+    qids, pos, cand = train.qids, train.relevant, train.candidates
+    qrows = corpus.qidx.rows(qids)
+    first_pos = corpus.pidx.rows(np.array([min(x) for x in pos], dtype=np.int64))  # for the false-negative guard
     out = d / "hard_negatives.parquet"
     chunks = Chunks(out.with_name(out.name + ".chunks"),
                     {"model": ckpt["fingerprint"], "index": index.name, "vocab": corpus.vocab.fingerprint,
-                     "depth": args.depth, "query_batch": args.query_batch, "queries": len(qids)})
+                     "depth": args.depth, "query_batch": args.query_batch, "queries": len(qids),
+                     "layout": 2})
     starts = range(0, len(qids), args.query_batch)
+    batch = lambda n: slice(starts[n], starts[n] + args.query_batch)
 
     def search(n):
-        ids, sc = index.search_ids(qv[starts[n]:starts[n] + args.query_batch], args.depth)
+        qv = encode_rows(model, corpus.qtok, qrows[batch(n)], "query", device)
+        ids, sc = index.search_ids(qv, args.depth)
+        pv = encode_rows(model, corpus.ptok, first_pos[batch(n)], "passage", device)
         return {**{f"ids_{k}": v for k, v in ragged(ids, np.int64).items()},
-                **{f"sc_{k}": v for k, v in ragged(sc, np.float32).items()}}
-    for got in chunks.run(len(starts), search, "s06 search batches", on_saved=on_saved):
-        ranked_ids += [r.tolist() for r in unragged(got["ids_flat"], got["ids_lengths"])]
-        ranked_sc += [r.tolist() for r in unragged(got["sc_flat"], got["sc_lengths"])]
-    table, stats = mine(qids, pos, cand, ranked_ids, ranked_sc, pos_scores, args.skip, args.depth,
-                        args.per_query, args.margin, args.seed)
+                **{f"sc_{k}": v for k, v in ragged(sc, np.float32).items()}, "pos_scores": (qv * pv).sum(1)}
+    # mined batch by batch as the searches come (at v2.1's 800k questions, every ranking held at
+    # once as Python lists took s06 past 6 GB); one random stream over all batches
+    rng = np.random.default_rng(args.seed)
+    tables, stats = [], {}
+    for n, got in enumerate(chunks.each(len(starts), search, "s06 search batches", on_saved=on_saved)):
+        b = batch(n)
+        ids = [r.tolist() for r in unragged(got["ids_flat"], got["ids_lengths"])]
+        sc = [r.tolist() for r in unragged(got["sc_flat"], got["sc_lengths"])]
+        part, st = mine(qids[b], pos[b], [set(c) for c in cand[b]], ids, sc, got["pos_scores"], args.skip,
+                        args.depth, args.per_query, args.margin, rng)
+        tables.append(part)
+        stats = {k: stats.get(k, 0) + v for k, v in st.items()}
+    table = pa.concat_tables(tables) if tables else TRIPLET_SCHEMA.empty_table()
     if table.num_rows == 0:
         raise StageError("no hard negatives found: lower --skip or --margin, or raise --depth")
     with atomic_path(out) as tmp:

@@ -50,13 +50,13 @@ class Chunks:
             self.path(i).unlink(missing_ok=True)
             return None
 
-    def run(self, n: int, compute: Callable[[int], dict], what: str, log=print, on_saved=None) -> list[dict]:
-        """Chunk i = compute(i) for i < n, each kept as soon as it is computed; the chunks already
-        kept are loaded, not computed again. on_saved(i) after each new one (tests kill there)."""
+    def each(self, n: int, compute: Callable[[int], dict], what: str, log=print, on_saved=None):
+        """Yields chunk i = compute(i) for i < n, each kept as soon as it is computed; the chunks
+        already kept are loaded, not computed again. on_saved(i) after each new one (tests kill
+        there). Only the chunk in hand is held: the caller keeps what it needs of each."""
         from tqdm import tqdm
         if self.count():
             log(f"{what}: resuming, {self.count()} of {n} chunks already done")
-        out = []
         for i in tqdm(range(n), desc=what, unit="chunk", mininterval=1, disable=n < 2):
             got = self.load(i)
             if got is None:
@@ -64,8 +64,11 @@ class Chunks:
                 self.save(i, **got)
                 if on_saved is not None:
                     on_saved(i)
-            out.append(got)
-        return out
+            yield got
+
+    def run(self, n: int, compute: Callable[[int], dict], what: str, log=print, on_saved=None) -> list[dict]:
+        """Every chunk of each(), as a list."""
+        return list(self.each(n, compute, what, log, on_saved))
 
     def clear(self):
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -72,6 +72,11 @@ class Evaluator:
             import shutil
             shutil.rmtree(self.keep, ignore_errors=True)
 
+    def _pool_path(self, what: str) -> Path | None:
+        """Where a pool-sized matrix is kept on disk (under the keep folder, cleared with it), or
+        None: in memory."""
+        return None if self.keep is None else self.keep / f"pool-{what}-{self._pool_key[:12]}.npy"
+
     @cached_property
     def _pool_key(self) -> str:
         return require(self.d / "passages_tok.parquet")["fingerprint"]
@@ -129,7 +134,10 @@ class Evaluator:
             key = ("glove",)
             if key not in self._models:
                 emb = self.glove_table()
-                pool = retrieval.glove_average(emb, self.corpus.ptok, np.arange(len(self.corpus.ptok)))
+                pool = retrieval.pool_matrix(
+                    len(self.corpus.ptok), emb.shape[1], np.float32,
+                    lambda s, e: retrieval.glove_average(emb, self.corpus.ptok, np.arange(s, e)),
+                    self._pool_path(f"glove-{self.corpus.vocab.fingerprint[:12]}"))
                 self._models[key] = (emb, pool)
             emb, pool = self._models[key]
             qv = retrieval.glove_average(emb, self.corpus.qtok, self.corpus.qidx.rows(qids[sel]))
@@ -197,7 +205,8 @@ class Evaluator:
                 self._models[key] = index.vecs
             else:
                 # float16: half the memory (0.64 GB at 1M passages), the values an index's vector file holds
-                self._models[key] = retrieval.encode_pool(model, self.corpus, self.device, dtype=np.float16)
+                self._models[key] = retrieval.encode_pool(model, self.corpus, self.device, dtype=np.float16,
+                                                          path=self._pool_path(ckpt["fingerprint"][:12]))
         return self._models[key]
 
     def hybrid_features(self, ckpt_name: str, qids, texts, d_ids):

@@ -17,7 +17,8 @@ def search_exact(qv: np.ndarray, pv: np.ndarray, k: int, device, chunk: int = 10
     best_v = torch.full((len(qv), k), -float("inf"))
     best_i = torch.zeros((len(qv), k), dtype=torch.long)
     for ps in range(0, len(pv), pchunk):
-        P = torch.from_numpy(np.ascontiguousarray(pv[ps:ps + pchunk], dtype=np.float32)).to(device)
+        # a copy: the pool may be a read-only memory-mapped file
+        P = torch.from_numpy(np.array(pv[ps:ps + pchunk], dtype=np.float32)).to(device)
         kk = min(k, len(P))
         step = max(1, min(chunk, (1 << 26) // len(P)))
         for s in range(0, len(qv), step):

@@ -18,7 +18,9 @@ from .triplets import TRIPLET_SCHEMA
 def mine(qids, positives: list[set], candidates: list[set], ranked_ids: list[list[int]],
          ranked_scores: list[list[float]], pos_scores: np.ndarray, skip: int, depth: int,
          per_query: int, margin: float, seed: int = 0) -> tuple[pa.Table, dict]:
-    """positives/candidates: per query; ranked_*: the model's top `depth` for each query."""
+    """positives/candidates: per query; ranked_*: the model's top `depth` for each query. seed: an
+    int, or a numpy Generator carried from one batch of queries to the next (the same draws as one
+    call over all of them)."""
     rng = np.random.default_rng(seed)
     out = {k: [] for k in TRIPLET_SCHEMA.names}
     stats = {"queries": 0, "dropped_as_possible_false_negative": 0, "no_negative_found": 0}

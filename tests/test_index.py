@@ -386,3 +386,34 @@ def test_s10_reads_the_pool_vectors_from_the_index_file(pipeline):
     P = ev.pool_vectors("s04_model.pt")
     assert isinstance(P, np.memmap)
     np.testing.assert_array_equal(P, retrieval.encode_pool(model, corpus, cpu, dtype=np.float16))
+
+
+def test_s10_keeps_pool_vectors_without_an_index_on_disk(pipeline, tmp_path):
+    """A checkpoint without an index has its pool encoded once into a file under s10's keep folder
+    (memory-mapped: the kernel's to drop, not the process's), the same values as in memory, and a
+    second Evaluator reuses that file instead of encoding again."""
+    from common import retrieval
+    from common.corpus import load_corpus
+    from common.evaluation import Evaluator
+    import torch
+    data, _ = pipeline
+    corpus = load_corpus(data)
+    cpu = torch.device("cpu")
+    keep = tmp_path / "keep"
+    ev = Evaluator(data, data, corpus, cpu, use_index=False, keep=keep)
+    model, _ = ev.model("s04_model.pt")
+    P = ev.pool_vectors("s04_model.pt")
+    assert isinstance(P, np.memmap) and P.dtype == np.float16
+    files = list(keep.glob("pool-*.npy"))
+    assert len(files) == 1 and not list(keep.glob("*.tmp*"))
+    np.testing.assert_array_equal(P, retrieval.encode_pool(model, corpus, cpu, dtype=np.float16))
+    before = files[0].stat().st_mtime_ns
+    again = Evaluator(data, data, corpus, cpu, use_index=False, keep=keep).pool_vectors("s04_model.pt")
+    assert files[0].stat().st_mtime_ns == before
+    np.testing.assert_array_equal(again, P)
+    # the GloVe baseline's pool, kept the same way, ranks as the in-memory one does
+    qids = corpus.labelled("test").qids[:20]
+    on_disk = ev.glove(qids, 10)
+    in_memory = Evaluator(data, data, corpus, cpu, use_index=False).glove(qids, 10)
+    np.testing.assert_array_equal(on_disk[0], in_memory[0])
+    assert len(list(keep.glob("pool-glove-*.npy"))) == 1

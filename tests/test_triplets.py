@@ -69,3 +69,30 @@ def test_bad_rows_are_counted_not_fatal(tmp_path):
     assert "it's fixed" in texts
     assert max(len(t) for t in texts) <= msmarco.MAX_PASSAGE_CHARS
     assert set(queries["query_id"].to_pylist()) == {1, 4, 5, 6, 7, 8, 9}
+
+
+def test_mining_batch_by_batch_draws_as_one_pass():
+    """s06 mines each search batch as it comes, carrying one random stream: the negatives are the
+    ones a single pass over every query draws."""
+    import numpy as np
+    from common.mining import mine
+    rng = np.random.default_rng(3)
+    n, depth = 40, 12
+    qids = np.arange(n) + 1000
+    pos = [{int(q) * 10} for q in qids]
+    cand = [set(p) | {int(q) * 10 + 1} for p, q in zip(pos, qids)]
+    ranked = [rng.permutation(np.arange(1, 200))[:depth].tolist() + [int(q) * 10] for q in qids]
+    scores = [sorted(rng.random(depth + 1).tolist(), reverse=True) for _ in qids]
+    pos_sc = np.full(n, 0.5)
+    args = (2, depth, 2, 0.0)
+    whole, whole_stats = mine(qids, pos, cand, ranked, scores, pos_sc, *args, seed=7)
+    g = np.random.default_rng(7)
+    parts, stats = [], collections.Counter()
+    for s in range(0, n, 7):
+        t, st = mine(qids[s:s + 7], pos[s:s + 7], cand[s:s + 7], ranked[s:s + 7], scores[s:s + 7], pos_sc[s:s + 7],
+                     *args, seed=g)
+        parts.append(t)
+        stats.update(st)
+    import pyarrow as pa
+    assert pa.concat_tables(parts).equals(whole) and whole.num_rows > n
+    assert dict(stats) == whole_stats

@@ -72,21 +72,23 @@ def create_vector_file(data_dir: Path, name: str, ids: np.ndarray, dim: int, res
 
 
 class VectorWriter:
-    """Writes rows of the vector file with pwrite, not through a memory map: mapped pages written
+    """Writes rows of a .npy matrix file (the index's float16 vectors, s10's pool files) with pwrite, not through a memory map: mapped pages written
     by the build would count as the process's resident memory (6 GB at v2.1 scale)."""
 
     def __init__(self, path: Path):
         import os
-        shape = np.load(path, mmap_mode="r").shape
-        self.rows, self.dim = shape
+        mm = np.load(path, mmap_mode="r")
+        (self.rows, self.dim), self.dtype = mm.shape, mm.dtype
+        del mm
         self.fd = os.open(path, os.O_RDWR)
-        self.offset = os.fstat(self.fd).st_size - self.rows * self.dim * 2  # after the .npy header
+        self.offset = os.fstat(self.fd).st_size - self.rows * self.dim * self.dtype.itemsize  # after the header
 
     def write(self, start: int, vecs: np.ndarray):
         import os
         if start < 0 or start + len(vecs) > self.rows or vecs.shape[1] != self.dim:
             raise ValueError(f"rows {start}..{start + len(vecs)} x {vecs.shape[1]} do not fit {self.rows} x {self.dim}")
-        os.pwrite(self.fd, np.ascontiguousarray(vecs, dtype=np.float16).tobytes(), self.offset + start * self.dim * 2)
+        os.pwrite(self.fd, np.ascontiguousarray(vecs, dtype=self.dtype).tobytes(),
+                  self.offset + start * self.dim * self.dtype.itemsize)
 
     def close(self):
         import os
