@@ -29,25 +29,24 @@ def rss() -> dict:
     return out
 
 
-def project_stack(frame, depth: int) -> list[str]:
-    """file:line function for the frames inside this repository, innermost first."""
+def project_stack(frame, depth: int, script: Path) -> list[str]:
+    """file:line function for the frames of the traced script and of this repository (this tool's
+    own left out), innermost first."""
     out = []
     while frame is not None and len(out) < depth:
-        f = Path(frame.f_code.co_filename)
-        try:
-            rel = f.resolve().relative_to(ROOT)
-            if rel.parts[0] != "bench":
-                out.append(f"{rel}:{frame.f_lineno} {frame.f_code.co_name}")
-        except ValueError:
-            pass
+        f = Path(frame.f_code.co_filename).resolve()
+        if f == script:
+            out.append(f"{f.name}:{frame.f_lineno} {frame.f_code.co_name}")
+        elif f.is_relative_to(ROOT) and f.relative_to(ROOT).parts[0] != "bench":
+            out.append(f"{f.relative_to(ROOT)}:{frame.f_lineno} {frame.f_code.co_name}")
         frame = frame.f_back
     return out
 
 
 class Tracer(threading.Thread):
-    def __init__(self, interval: float, step_mb: float, depth: int):
+    def __init__(self, interval: float, step_mb: float, depth: int, script: Path):
         super().__init__(daemon=True)
-        self.interval, self.step, self.depth = interval, step_mb, depth
+        self.interval, self.step, self.depth, self.script = interval, step_mb, depth, script
         self.main = threading.main_thread().ident
         self.rows, self.mark, self.t0, self.stop = [], 0.0, time.perf_counter(), threading.Event()
 
@@ -56,7 +55,7 @@ class Tracer(threading.Thread):
         if m["VmRSS"] >= self.mark + self.step or not self.rows:
             frame = sys._current_frames().get(self.main)
             self.rows.append({"s": round(time.perf_counter() - self.t0, 1), **{k: round(v) for k, v in m.items()},
-                              "stack": project_stack(frame, self.depth)})
+                              "stack": project_stack(frame, self.depth, self.script)})
             self.mark = m["VmRSS"]
 
     def run(self):
@@ -76,7 +75,7 @@ def main():
     script = Path(a.script)
     sys.argv = [str(script)] + a.args
     sys.path.insert(0, str(script.resolve().parent))
-    tr = Tracer(a.interval, a.step_mb, a.depth)
+    tr = Tracer(a.interval, a.step_mb, a.depth, script.resolve())
     tr.start()
     code = 0
     try:
