@@ -243,7 +243,11 @@ def items_for(stage: str, d: Path, epochs: int) -> tuple[int | None, float | Non
             return n, rate, f"train pairs x {epochs} epoch(s); items/s = training pairs/s from manifest ({note})"
         if stage == "s06":
             return split_queries_with_positive(d, "train"), None, "train queries"
-        if stage == "s10":
+        if stage == "s10":  # the questions it evaluated (its report: --max-queries bounds them at 10M)
+            reports = sorted((d / "reports").glob("eval_*.json"), key=lambda f: f.stat().st_mtime)
+            if reports:
+                rep = json.loads(reports[-1].read_text())
+                return int(rep["queries"]), None, f"{rep['split']} queries evaluated"
             return split_queries_with_positive(d, "test"), None, "test queries"
     except Exception as e:  # the table still prints
         return None, None, f"items unknown ({type(e).__name__}: {e})"

@@ -47,8 +47,9 @@ def test_memtrace_names_the_frame_that_grew_and_splits_mapped_pages(tmp_path):
     held = [x for x in rows if any("hold_a_lot" in f for f in x["stack"])]
     mapped = [x for x in rows if any("map_a_file" in f for f in x["stack"])]
     assert held and mapped, rows
-    assert max(x["RssAnon"] for x in held) >= max(rows[0]["RssAnon"] + 300, 300)
-    assert max(x["RssFile"] for x in mapped) >= max(x["RssFile"] for x in held) + 200  # the map: file-backed
+    # a row each time RSS passes the last mark by 150 MB: the 400 MB array shows at least 250 of it
+    assert max(x["RssAnon"] for x in held) >= rows[0]["RssAnon"] + 200
+    assert max(x["RssFile"] for x in mapped) >= max(x["RssFile"] for x in held) + 100  # the map: file-backed
     assert max(x["RssAnon"] for x in mapped) < max(x["RssAnon"] for x in held) + 150
 
 
