@@ -70,8 +70,8 @@ def main(argv=None, on_saved=None):
         pv = encode_rows(model, corpus.ptok, first_pos[batch(n)], "passage", device)
         return {**{f"ids_{k}": v for k, v in ragged(ids, np.int64).items()},
                 **{f"sc_{k}": v for k, v in ragged(sc, np.float32).items()}, "pos_scores": (qv * pv).sum(1)}
-    # mined batch by batch as the searches come (at v2.1's 800k questions, every ranking held at
-    # once as Python lists took s06 past 6 GB); one random stream over all batches
+    # mined batch by batch as the searches come, so that only one batch's rankings are ever held
+    # (README, v2.1 scale); one random stream over all batches, as one pass would draw
     rng = np.random.default_rng(args.seed)
     tables, stats = [], {}
     for n, got in enumerate(chunks.each(len(starts), search, "s06 search batches", on_saved=on_saved)):

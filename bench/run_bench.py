@@ -438,19 +438,13 @@ def targets(res: dict) -> list[dict]:
                 v = rd.get("ready_s")
                 add(f"s09 prompt ({rd.get('mode', 'dense')} mode) ready <= {TARGETS['s09_ready_s']} s", v,
                     v is not None and v <= TARGETS["s09_ready_s"], "{:.2f} s")
-    peaks = {k: (max(r.get(x, {}).get("peak_rss", 0) for x in ("ready", "ready_default")) if k == "s09"
-                 else r.get("peak_rss", 0)) for k, r in st.items()}
-    if peaks:
-        k = max(peaks, key=peaks.get)
-        v = peaks[k] / GB
-        add(f"every stage's peak RSS <= {TARGETS['peak_rss_gb']} GB", v, v <= TARGETS["peak_rss_gb"], "{:.2f} GB (max: %s)" % k)
-    anon = {k: (max(r.get(x, {}).get("peak_anon", 0) for x in ("ready", "ready_default")) if k == "s09"
-                else r.get("peak_anon", 0)) for k, r in st.items()}
-    if any(anon.values()):  # (runs recorded before it was measured have none)
-        k = max(anon, key=anon.get)
-        v = anon[k] / GB
-        add(f"every stage's peak anonymous RSS <= {TARGETS['peak_anon_gb']} GB", v, v <= TARGETS["peak_anon_gb"],
-            "{:.2f} GB (max: %s)" % k)
+    for key, target, what in (("peak_rss", "peak_rss_gb", "peak RSS"), ("peak_anon", "peak_anon_gb", "peak anonymous RSS")):
+        peaks = {k: (max(r.get(x, {}).get(key, 0) for x in ("ready", "ready_default")) if k == "s09"
+                     else r.get(key, 0)) for k, r in st.items()}
+        if any(peaks.values()):  # (runs recorded before the anonymous peak was measured have none)
+            k = max(peaks, key=peaks.get)
+            v = peaks[k] / GB
+            add(f"every stage's {what} <= {TARGETS[target]} GB", v, v <= TARGETS[target], "{:.2f} GB (max: %s)" % k)
     return out
 
 

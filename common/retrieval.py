@@ -73,8 +73,8 @@ def rerank_candidates(score_fn, cand_lists: list[list[int]]):
 def pool_matrix(n: int, dim: int, dtype, fill, path=None, chunk: int = 200_000) -> np.ndarray:
     """An (n, dim) matrix filled `chunk` rows at a time by fill(start, stop). With a path it is
     written there (atomically: a killed run leaves none) and returned memory-mapped, so its pages
-    are the kernel's to drop (in RAM, s10's pool vectors at 10M passages held 3.8 GB); a complete
-    file already there is reused."""
+    are the kernel's to drop rather than the stage's own memory; a complete file already there is
+    reused."""
     if path is None:
         out = np.empty((n, dim), dtype)
         for s in range(0, n, chunk):

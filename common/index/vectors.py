@@ -72,8 +72,9 @@ def create_vector_file(data_dir: Path, name: str, ids: np.ndarray, dim: int, res
 
 
 class VectorWriter:
-    """Writes rows of a .npy matrix file (the index's float16 vectors, s10's pool files) with pwrite, not through a memory map: mapped pages written
-    by the build would count as the process's resident memory (6 GB at v2.1 scale)."""
+    """Writes rows of a .npy matrix file (the index's float16 vectors, s10's pool files) with
+    pwrite, not through a memory map: mapped pages written by the build would count as the
+    process's resident memory."""
 
     def __init__(self, path: Path):
         import os
