@@ -6,6 +6,7 @@ per-query search time (graph + rescoring, one thread per graph as s09 searches).
     python bench/index_recall.py --data-dir data --ef-search 100,300,800 --queries test
     python bench/index_recall.py --data-dir data --rebuilds 2             # how much a rebuild changes
     python bench/index_recall.py --data-dir data --codes sq8              # the same index as an sq8 graph
+    python bench/index_recall.py --data-dir data --queries test --lexical 0,100  # BM25's top 100 rescored too
     python bench/index_recall.py --data-dir data/external/beir-trec-dl-2019-XXXX --index NAME
 
 It reads the pipeline's index files directly (numpy and faiss), so it does not depend on how the
@@ -89,8 +90,9 @@ def exact_top(q: np.ndarray, vecs: np.ndarray, k: int, skip: np.ndarray | None, 
     return np.take_along_axis(best_r, order, 1)
 
 
-def search(graphs, bnds, pool, qi: np.ndarray, qf: np.ndarray, vecs, depth: int, skip: int | None):
-    """One query: each graph's top `depth` (in parallel threads), rows, rescored by the full vectors.
+def search(graphs, bnds, pool, qi: np.ndarray, qf: np.ndarray, vecs, depth: int, skip: int | None, lexical=None):
+    """One query: each graph's top `depth` (in parallel threads), rows, rescored by the full vectors
+    (with lexical() the rows it returns too: BM25's top rows for the question, --lexical).
     Returns (graph-only top k rows, final top k rows)."""
     def one(i):
         sims, labels = graphs[i].search(qi[None, :], int(min(depth + 1, bnds[i][1] - bnds[i][0])))
@@ -101,7 +103,7 @@ def search(graphs, bnds, pool, qi: np.ndarray, qf: np.ndarray, vecs, depth: int,
     keep = (rows >= 0) & (rows != (-2 if skip is None else skip))
     sims, rows = sims[keep], rows[keep]
     by_graph = rows[np.argsort(-sims, kind="stable")][:depth]
-    cand = np.sort(by_graph)
+    cand = np.sort(by_graph) if lexical is None else np.union1d(by_graph, lexical())
     full = np.asarray(vecs[cand], np.float32) @ qf
     return by_graph[:K], cand[np.argsort(-full, kind="stable")[:K]]
 
@@ -134,13 +136,13 @@ def build_like(faiss, st: dict, vecs, bnds, threads: int, codes: str | None = No
     return out
 
 
-def queries(args, st: dict, vecs) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """(query vectors, the row to leave out of each answer or None, what they are)."""
+def queries(args, st: dict, vecs) -> tuple[np.ndarray, np.ndarray | None, str, list | None]:
+    """(query vectors, the row to leave out of each answer or None, what they are, their texts or None)."""
     if args.queries == "passages":
         rng = np.random.default_rng(args.seed)
         rows = np.sort(rng.choice(vecs.shape[0], size=min(args.n, vecs.shape[0]), replace=False))
         q = np.asarray(vecs[rows], np.float32)
-        return q / np.linalg.norm(q, axis=1, keepdims=True).clip(1e-12), rows, "passage vectors (own row left out)"
+        return q / np.linalg.norm(q, axis=1, keepdims=True).clip(1e-12), rows, "passage vectors (own row left out)", None
     if args.queries == "test":
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         import pyarrow.parquet as pq
@@ -150,11 +152,11 @@ def queries(args, st: dict, vecs) -> tuple[np.ndarray, np.ndarray | None, str]:
         texts = [x for s, x in zip(t["split"], t["query"]) if s == "test"][:args.n]
         vocab = load_vocab(args.data_dir)[0]
         q, _ = NumpyQueryEncoder(args.data_dir, st["name"], vocab).encode(texts)
-        return q.astype(np.float32), None, f"test-split questions ({st['name']}'s query encoder)"
+        return q.astype(np.float32), None, f"test-split questions ({st['name']}'s query encoder)", texts
     q = np.load(args.queries).astype(np.float32)[:args.n]
     if q.shape[1] != vecs.shape[1]:
         sys.exit(f"{args.queries}: {q.shape[1]}-d query vectors, the index holds {vecs.shape[1]}-d ones")
-    return q, None, f"query vectors from {args.queries}"
+    return q, None, f"query vectors from {args.queries}", None
 
 
 def main():
@@ -170,6 +172,9 @@ def main():
                    help="measure a graph with these codes instead of the stored one: built in memory from the "
                         "index's vectors (its centre, HNSW settings and shards), with its build rate and size")
     p.add_argument("--build-threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--lexical", default="0",
+                   help="comma list: also rescore BM25's top N rows for the question (needs --queries test; 0: "
+                        "the graph alone)")
     p.add_argument("--seed", type=int, default=0, help="which passages --queries passages takes")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = p.parse_args()
@@ -203,7 +208,17 @@ def main():
            else sorted({100, 200, 400, 800} | ({own_ef} if own_ef else set())))
     depth = args.depth or int(st.get("depth", 100))
 
-    q, skip, what = queries(args, st, vecs)
+    q, skip, what, texts = queries(args, st, vecs)
+    lexes = [int(x) for x in str(args.lexical).split(",")]
+    bm25 = None
+    if any(lexes):
+        if texts is None:
+            sys.exit("--lexical needs --queries test (BM25 needs the questions' words)")
+        from common import bm25 as bm25_mod
+        from common.index.vectors import FullVectors
+        from common.retrieval import check_aligned
+        bm25 = bm25_mod.load_or_build(args.data_dir, repair=False)
+        check_aligned(FullVectors(args.data_dir, name).row_ids, bm25)  # BM25's rows are the index's
     qi = to_index_vectors(q, st)
     t0 = time.perf_counter()
     exact = exact_top(q, vecs, K, skip)
@@ -221,21 +236,23 @@ def main():
            "built_in_memory": built, "runs": []}
     print(f"index {name}: {total:,} passages in {shards} graph(s), {st.get('index_dim', st['dim'])}-d graph, "
           f"top {depth} rescored by the {vecs.shape[1]}-d full vectors; {len(q)} queries: {what}")
-    hdr = "| ef_search | recall@10, graph alone | recall@10 after rescoring | search median ms | p95 ms |"
+    hdr = "| ef_search | BM25 rows rescored too | recall@10, graph alone | recall@10 after rescoring | search median ms | p95 ms |"
     if rebuilt:
         hdr += " top 10 changed by a rebuild (share of queries) |"
     print("\n" + hdr + "\n|" + "---:|" * hdr.count(" |"))
-    for ef in efs:
+    for ef, lex in [(e, x) for e in efs for x in lexes]:
         for g in graphs + [g for gs in rebuilt for g in gs]:
             g.hnsw.efSearch = ef
         alone, final, ms = [], [], []
         for i in range(len(q)):
             t1 = time.perf_counter()
-            a, f = search(graphs, bnds, pool, qi[i], q[i], vecs, depth, None if skip is None else int(skip[i]))
+            lexical = (lambda: bm25.search_rows([texts[i]], lex)[0][0]) if lex else None
+            a, f = search(graphs, bnds, pool, qi[i], q[i], vecs, depth, None if skip is None else int(skip[i]),
+                          lexical)
             ms.append((time.perf_counter() - t1) * 1000)
             alone.append(a)
             final.append(f)
-        row = {"ef_search": ef, "recall_graph": overlap(alone, exact), "recall": overlap(final, exact),
+        row = {"ef_search": ef, "lexical": lex, "recall_graph": overlap(alone, exact), "recall": overlap(final, exact),
                "median_ms": float(np.median(ms)), "p95_ms": float(np.percentile(ms, 95))}
         if rebuilt:
             changed = []
@@ -246,7 +263,7 @@ def main():
             row["rebuild_changed"] = changed
         out["runs"].append(row)
         mark = " (the index's)" if ef == own_ef else ""
-        line = (f"| {ef}{mark} | {row['recall_graph']:.4f} | {row['recall']:.4f} | {row['median_ms']:.2f} | "
+        line = (f"| {ef}{mark} | {lex or '-'} | {row['recall_graph']:.4f} | {row['recall']:.4f} | {row['median_ms']:.2f} | "
                 f"{row['p95_ms']:.2f} |")
         if rebuilt:
             line += " " + " / ".join(f"{c:.4f}" for c in row["rebuild_changed"]) + " |"

@@ -108,13 +108,17 @@ class Evaluator:
         qvec = lambda sel: encode_rows(model, self.corpus.qtok, self.corpus.qidx.rows(qids[sel]), "query", self.device)
 
         def compute(sel):
-            if index is not None:
-                ids, sc = retrieval.dense_index_run(index, qvec(sel), k)
+            if index is not None:  # as s09 searches: the graph's candidates and BM25's, rescored
+                self._check_aligned()
+                extra = retrieval.lexical_rows(self.bm25, self._texts(qids[sel]))
+                ids, sc = retrieval.dense_index_run(index, qvec(sel), k, extra=extra)
             else:
                 ids, sc = retrieval.dense_exact(self.pool_vectors(ckpt_name), self.corpus.ptok.ids, qvec(sel), k, self.device)
             return {"ids": ids, "sc": sc}
         key = {"model": ckpt["fingerprint"], "index": index.name if index is not None else "exact", "k": k,
                "pool": self._pool_key}
+        if index is not None:
+            key.update(lexical=retrieval.LEXICAL_CANDIDATES, params=self.bm25_params)
         got = self._kept(f"dense-{ckpt['fingerprint'][:12]}", key, qids, compute)
         return got["ids"], got["sc"], index.backend if index is not None else "exact"
 
@@ -214,9 +218,7 @@ class Evaluator:
         candidates come from the index (dense top-DEPTH) and BM25; their vectors are the very ones
         stored in the index (the same encoder on the same tokens)."""
         model, ckpt = self.model(ckpt_name)
-        if not self._aligned:
-            retrieval.check_aligned(self.corpus.ptok.ids, self.bm25)
-            self._aligned = True
+        self._check_aligned()
 
         def compute(sel):
             P = self.pool_vectors(ckpt_name)
@@ -238,6 +240,17 @@ class Evaluator:
                "dense_run": h.hexdigest()[:12]}
         got = self._kept(f"hybrid-{ckpt['fingerprint'][:12]}", key, qids, compute)
         return list(zip(unragged(got["ids"], got["n"]), unragged(got["f"], got["n"])))
+
+    def _check_aligned(self):
+        if not self._aligned:
+            retrieval.check_aligned(self.corpus.ptok.ids, self.bm25)
+            self._aligned = True
+
+    def _texts(self, qids) -> list[str]:
+        """The texts of these question ids (queries.parquet)."""
+        if not hasattr(self, "_text_of"):
+            self._text_of = dict(zip(self.q["query_id"].tolist(), self.q["query"].tolist()))
+        return [self._text_of[int(q)] for q in qids]
 
     def _bm25_for(self, text, cands):
         return self.bm25.scores(text)[self.bm25.rows(cands)]

@@ -16,14 +16,25 @@ from .artifacts import StageError
 from .corpus import find_sorted
 
 FUSION_DEPTH = 200            # each system's candidates that hybrid fuses (200 beat 100 and 50 on validation)
+# BM25's top rows for a question, rescored by the model beside the graph's candidates in dense
+# search through an index: a question's exact top 10 often share a rare word of it, scattered
+# over the graph where its greedy search misses them, and an inverted index lists them directly.
+# The model alone orders the union, so this only brings the ranking closer to exact search.
+LEXICAL_CANDIDATES = 100
 DEFAULT_WEIGHTS = (0.0, 0.35)  # hybrid's (cosine, semantic-part) weights until s10 tunes them
 
 
-def dense_index_run(index, qv: np.ndarray, k: int, batch: int = 500):
-    """Top-k passage ids and scores through a built index (common.index.dense.Index), as (n, k) arrays."""
+def lexical_rows(bm25, texts: list[str], n: int = LEXICAL_CANDIDATES) -> list[np.ndarray]:
+    """BM25's top n rows for each text (rows of passages.parquet: the index's, check_aligned)."""
+    return bm25.search_rows(list(texts), n)[0]
+
+
+def dense_index_run(index, qv: np.ndarray, k: int, batch: int = 500, extra: list | None = None):
+    """Top-k passage ids and scores through a built index (common.index.dense.Index), as (n, k)
+    arrays; extra: rows per query rescored beside the graph's candidates (lexical_rows)."""
     ids, sc = [], []
     for s in range(0, len(qv), batch):
-        i, c = index.search_ids(qv[s:s + batch], k)
+        i, c = index.search_ids(qv[s:s + batch], k, extra=None if extra is None else extra[s:s + batch])
         ids += i
         sc += c
     return _pad(ids, sc, k)

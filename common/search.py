@@ -9,7 +9,7 @@ import numpy as np
 from .artifacts import BadSetting, StageError
 from .corpus import load_vocab
 from .index import store
-from .retrieval import DEFAULT_WEIGHTS, FUSION_DEPTH, check_aligned, hybrid_features, hybrid_rank
+from .retrieval import DEFAULT_WEIGHTS, FUSION_DEPTH, check_aligned, hybrid_features, hybrid_rank, lexical_rows, LEXICAL_CANDIDATES
 from .text import normalize
 
 MAX_QUERY_CHARS = 2000
@@ -147,7 +147,8 @@ class Searcher:
         if self.mode not in MODES:
             raise BadSetting(f"unknown mode {self.mode!r}: use one of {', '.join(MODES)}")
         self.weights = weights or (tuned.get("w_dense", DEFAULT_WEIGHTS[0]), tuned.get("w_sem", DEFAULT_WEIGHTS[1]))
-        if self.mode != "dense" and self.bm25 is None and self._bm25_loader is None:
+        # every mode needs BM25: dense rescores its top rows beside the graph's (retrieval.LEXICAL_CANDIDATES)
+        if self.bm25 is None and self._bm25_loader is None:
             if background:
                 import threading
                 self._bm25_loader = threading.Thread(target=self._load_bm25, args=(True,), daemon=True)
@@ -202,12 +203,13 @@ class Searcher:
         k = int(k)
         v, known = self.encode([text])
         dense_ok = known[0] > 0
-        bm25 = self._need_bm25() if mode != "dense" else None
+        bm25 = self._need_bm25()
         if mode == "dense" or mode == "hybrid":
             if not dense_ok and (mode == "dense" or not bm25.tokens([text])[0]):
                 raise QueryError("none of the query's words are in the vocabulary: try other words")
         if mode == "dense":
-            rows, scores = self.index.search(v, k)
+            self._check_aligned(bm25)
+            rows, scores = self.index.search(v, k, extra=lexical_rows(bm25, [text], max(k, LEXICAL_CANDIDATES)))
             rows, scores = rows[0], scores[0]
         elif mode == "bm25":
             if not bm25.tokens([text])[0]:

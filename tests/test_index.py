@@ -417,3 +417,32 @@ def test_s10_keeps_pool_vectors_without_an_index_on_disk(pipeline, tmp_path):
     in_memory = Evaluator(data, data, corpus, cpu, use_index=False).glove(qids, 10)
     np.testing.assert_array_equal(on_disk[0], in_memory[0])
     assert len(list(keep.glob("pool-glove-*.npy"))) == 1
+
+
+def test_dense_search_rescores_the_rows_it_is_given_beside_the_graphs(tmp_path):
+    """Index.search(extra=...): rows from elsewhere (s09 and s10 pass BM25's top rows) are rescored with
+    the graph's candidates, each once; a weak graph that misses most of the exact top 10 then returns
+    all of it when those rows are among the extra ones, in the exact order."""
+    ids, x, rng = _data(tmp_path, n=3000, dim=16)
+    name = "passages-extra"
+    _write_vectors(tmp_path, name, ids, x)
+    job = _job(tmp_path, name, len(x), 16, "faiss")
+    job.hnsw = {"max_neighbors": 4, "ef_construction": 8}
+    st = faiss_graph.build(job, ArraySource(ids, x))
+    idx = Index(faiss_graph.FaissGraph(tmp_path, name, len(x), ef_search=4), dict(st, name=name, backend="faiss"),
+                vectors.FullVectors(tmp_path, name))
+    q = rng.normal(size=(50, 16)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    x16 = x.astype(np.float16).astype(np.float32)
+    exact = np.argsort(-(q @ x16.T), axis=1, kind="stable")[:, :10]
+    recall = lambda rows: np.mean([len(set(r.tolist()) & set(e.tolist())) / 10 for r, e in zip(rows, exact)])
+    alone, _ = idx.search(q, 10, depth=10)
+    graph_rows = [np.asarray(r) for r in idx.graph.search(idx.query_vectors(q), 10)]
+    extra = [np.concatenate([e[::-1], rng.integers(0, len(x), 30), g]) for e, g in zip(exact, graph_rows)]
+    rows, sc = idx.search(q, 10, depth=10, extra=extra)
+    assert recall(alone) < 0.9 and recall(rows) == 1.0, (recall(alone), recall(rows))
+    for r, s_, e, qi in zip(rows, sc, exact, q):
+        assert len(set(r.tolist())) == len(r)
+        np.testing.assert_array_equal(np.sort(r), np.sort(e))
+        assert np.all(np.diff(s_) <= 0)
+        np.testing.assert_allclose(s_, x16[r] @ qi, atol=1e-5)

@@ -101,6 +101,33 @@ def test_s09_answers_without_torch_and_like_the_torch_tower(pipeline):
         assert all(abs(x.score - y.score) < 1e-4 for x, y in zip(a, b))
 
 
+def test_dense_search_rescores_bm25s_top_rows_beside_the_graphs(pipeline):
+    """s09's dense mode: a passage the graph does not propose still comes back when BM25 lists it
+    (retrieval.LEXICAL_CANDIDATES), scored and ordered by the model alone."""
+    import numpy as np
+    from common.index.graph import Graph
+    from common.search import Searcher
+    data, _ = pipeline
+    text = next(r["query"] for r in pq.read_table(data / "queries.parquet").to_pylist() if r["split"] == "test")
+    s = Searcher(data, mode="dense")
+    with_graph = s.search(text, 10)
+
+    class NoCandidates(Graph):
+        def search(self, vecs, n):
+            return [np.zeros(0, np.int64) for _ in vecs]
+    s.index.graph = NoCandidates()
+    got = s.search(text, 10)
+    bm25_rows = s.bm25.search_rows([text], 100)[0][0]
+    assert got and {h.passage_id for h in got} <= set(s.index.ids(bm25_rows).tolist())
+    v, _ = s.encode([text])
+    rows = s.index.full.rows(np.array([h.passage_id for h in got], np.int64))[0]
+    want = np.asarray(s.index.vecs[rows], np.float32) @ v[0]
+    np.testing.assert_allclose([h.score for h in got], want, atol=1e-5)
+    assert [h.score for h in got] == sorted((h.score for h in got), reverse=True)
+    assert with_graph[0].score >= got[0].score - 1e-6
+    s.close()
+
+
 def test_missing_input_names_the_script_to_run(tmp_path):
     r = run("s04_train_tower.py", tmp_path, check=False)
     assert r.returncode == 2

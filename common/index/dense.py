@@ -45,14 +45,18 @@ class Index:
     def query_vectors(self, q: np.ndarray) -> np.ndarray:
         return index_vectors(q, self.out_dim, self.lex_dim, self.index_dim)
 
-    def search(self, q: np.ndarray, k: int, depth: int | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    def search(self, q: np.ndarray, k: int, depth: int | None = None,
+               extra: list | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Top-k per query: (rows, cosine scores) as arrays, best first. The graph's top `depth`
-        (from each of its shards) rescored exactly with the full vectors."""
+        (from each of its shards), and extra[i]'s rows for query i when given (common/retrieval.py:
+        BM25's top rows for the question), rescored exactly with the full vectors."""
         q = np.asarray(q, dtype=np.float32)
         k = max(1, min(int(k), self.total))
         cand = self.graph.search(self.query_vectors(q), min(max(k, depth or self.depth), self.total))
         out_rows, out_sc = [], []
         for qi, r in enumerate(cand):
+            if extra is not None:
+                r = np.concatenate([np.asarray(r, np.int64), np.asarray(extra[qi], np.int64)])
             r = np.unique(np.asarray(r, np.int64))  # ascending rows: fewer seeks in the mapped file
             s = np.asarray(self.full.vecs[r], dtype=np.float32) @ q[qi]
             top = np.argsort(-s, kind="stable")[:k]
@@ -60,9 +64,9 @@ class Index:
             out_sc.append(s[top])
         return out_rows, out_sc
 
-    def search_ids(self, q: np.ndarray, k: int, depth: int | None = None):
+    def search_ids(self, q: np.ndarray, k: int, depth: int | None = None, extra: list | None = None):
         """search() with passage ids: (ids, scores) per query, as arrays."""
-        rows, sc = self.search(q, k, depth)
+        rows, sc = self.search(q, k, depth, extra)
         return [self.ids(r) for r in rows], sc
 
     def warm_up(self):

@@ -98,10 +98,13 @@ def _faiss():
     return faiss
 
 
-def _threads() -> int:
-    """faiss's OpenMP threads for a build: every core this process may use (one on macOS, above)."""
+def _threads(total: int) -> int:
+    """faiss's OpenMP threads for a build: every core this process may use (one on macOS, above),
+    and one below SMALL_INDEX passages: threads insert in an order that varies from run to run, so
+    the graph, and what s06 mines through it, would too; one thread builds the same graph every
+    time, in seconds at that size."""
     from ..cli import usable_cores
-    return 1 if sys.platform == "darwin" else usable_cores()
+    return 1 if sys.platform == "darwin" or total < SMALL_INDEX else usable_cores()
 
 
 def _write(index, path: Path):
@@ -178,7 +181,7 @@ def build(job: BuildJob, source) -> dict:
         log(f"resuming {name} at passage {start:,} of {total:,}")
     graph = graph or new_graph()
     cur = next(i for i, (lo, hi) in enumerate(bounds) if lo <= start < hi) if start < total else shards - 1
-    faiss.omp_set_num_threads(_threads())
+    faiss.omp_set_num_threads(_threads(total))
     if progress is not None:
         progress.update(start)
     buf: list = []
