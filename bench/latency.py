@@ -7,7 +7,8 @@ over test-split queries.
 
 Prints one JSON object: per mode, the Searcher's start-up seconds, the median / p95 / mean / max
 milliseconds of .search(q, 10) end to end, and (dense) a breakdown of the same queries into
-encode (tokenise + model) and the index search (the graph + rescoring with the full vectors), and
+encode (tokenise + model), BM25's top rows, and the index search (the graph + rescoring of its
+candidates and BM25's rows with the full vectors), and
 the index's recall@10 against exact search over all the full vectors, as s09's own Searcher answers
 (bench/index_recall.py measures the graph alone, from its files, at other ef_search values).
 Called by run_bench.py.
@@ -40,8 +41,10 @@ def index_recall(s, texts, k: int) -> float:
     """Top-k overlap of the index's answers (graph + rescoring) with exact search over every full
     vector, the vectors the index itself stores (float16), in chunks so memory stays small."""
     import numpy as np
+    from common.retrieval import LEXICAL_CANDIDATES, lexical_rows
     q, _ = s.encode([s.check_query(t) for t in texts])
-    got = s.index.search(q, k)[0]  # rows
+    extra = lexical_rows(s._need_bm25(), texts, max(k, LEXICAL_CANDIDATES))  # as Searcher.search's dense mode
+    got = s.index.search(q, k, extra=extra)[0]  # rows
     full = s.index.full
     best_s = np.full((len(q), k), -np.inf, np.float32)
     best_r = np.zeros((len(q), k), np.int64)
@@ -85,17 +88,22 @@ def main():
             s.search(t, args.k)
             ms.append((time.perf_counter() - t1) * 1000)
         r = {"searcher_init_s": start_s, "search": summary(ms), "encoder": s.encoder}
-        if mode == "dense":  # where the time goes: encode vs the index search (graph + rescoring)
-            enc, search = [], []
+        if mode == "dense":  # where the time goes: encode, BM25's rows, the index search (graph + rescoring)
+            from common.retrieval import LEXICAL_CANDIDATES, lexical_rows
+            enc, lex, search = [], [], []
             for t in texts[WARMUP:]:
                 t1 = time.perf_counter()
                 v, _ = s.encode([s.check_query(t)])
                 t2 = time.perf_counter()
-                s.index.search(v, args.k)
+                extra = lexical_rows(s.bm25, [t], max(args.k, LEXICAL_CANDIDATES))
                 t3 = time.perf_counter()
+                s.index.search(v, args.k, extra=extra)
+                t4 = time.perf_counter()
                 enc.append((t2 - t1) * 1000)
-                search.append((t3 - t2) * 1000)
+                lex.append((t3 - t2) * 1000)
+                search.append((t4 - t3) * 1000)
             r["encode"] = summary(enc)
+            r["bm25_rows"] = summary(lex)
             r["index_search"] = summary(search)
             r["index_recall_at_10"] = index_recall(s, texts[WARMUP:], args.k)
         out[mode] = r

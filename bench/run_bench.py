@@ -385,8 +385,9 @@ def table(res: dict) -> str:
                 s = x["search"]
                 extra = ""
                 if "encode" in x:
-                    extra = (f"; encode median {x['encode']['median_ms']:.2f} ms ({x.get('encoder', 'torch')}), index "
-                             f"search median {x['index_search']['median_ms']:.2f} ms")
+                    extra = (f"; encode median {x['encode']['median_ms']:.2f} ms ({x.get('encoder', 'torch')}), "
+                             + (f"BM25 rows median {x['bm25_rows']['median_ms']:.2f} ms, " if "bm25_rows" in x else "")
+                             + f"index search median {x['index_search']['median_ms']:.2f} ms")
                 if x.get("index_recall_at_10") is not None:
                     extra += f"; index recall@10 vs exact {x['index_recall_at_10']:.4f}"
                 out.append(f"| s09 {mode} query | {s['median_ms'] / 1000:.4f} | {s['n']} | {1000 / s['mean_ms']:,.0f} | | | "
