@@ -7,6 +7,7 @@ per-query search time (graph + rescoring, one thread per graph as s09 searches).
     python bench/index_recall.py --data-dir data --rebuilds 2             # how much a rebuild changes
     python bench/index_recall.py --data-dir data --codes sq8              # the same index as an sq8 graph
     python bench/index_recall.py --data-dir data --queries test --lexical 0,100  # BM25's top 100 rescored too
+    python bench/index_recall.py --data-dir data --queries test --probes 3  # + each of 3 heaviest words alone
     python bench/index_recall.py --data-dir data/external/beir-trec-dl-2019-XXXX --index NAME
 
 It reads the pipeline's index files directly (numpy and faiss), so it does not depend on how the
@@ -90,20 +91,28 @@ def exact_top(q: np.ndarray, vecs: np.ndarray, k: int, skip: np.ndarray | None, 
     return np.take_along_axis(best_r, order, 1)
 
 
-def search(graphs, bnds, pool, qi: np.ndarray, qf: np.ndarray, vecs, depth: int, skip: int | None, lexical=None):
+def search(graphs, bnds, pool, qi: np.ndarray, qf: np.ndarray, vecs, depth: int, skip: int | None, lexical=None,
+           probes=None):
     """One query: each graph's top `depth` (in parallel threads), rows, rescored by the full vectors
-    (with lexical() the rows it returns too: BM25's top rows for the question, --lexical).
+    (with lexical() the rows it returns too: BM25's top rows for the question, --lexical; with
+    probes, the graphs' top `depth` for each probe vector too, --probes).
     Returns (graph-only top k rows, final top k rows)."""
+    asked = qi[None, :] if probes is None or not len(probes) else np.vstack([qi[None, :], probes])
+
     def one(i):
-        sims, labels = graphs[i].search(qi[None, :], int(min(depth + 1, bnds[i][1] - bnds[i][0])))
-        return sims[0], np.where(labels[0] >= 0, labels[0] + bnds[i][0], -1)
+        sims, labels = graphs[i].search(asked, int(min(depth + 1, bnds[i][1] - bnds[i][0])))
+        return sims, np.where(labels >= 0, labels + bnds[i][0], -1)
     parts = list(pool.map(one, range(len(graphs)))) if pool else [one(0)]
-    sims = np.concatenate([p[0] for p in parts])
-    rows = np.concatenate([p[1] for p in parts])
+    sims = np.concatenate([p[0][0] for p in parts])
+    rows = np.concatenate([p[1][0] for p in parts])
     keep = (rows >= 0) & (rows != (-2 if skip is None else skip))
     sims, rows = sims[keep], rows[keep]
     by_graph = rows[np.argsort(-sims, kind="stable")][:depth]
-    cand = np.sort(by_graph) if lexical is None else np.union1d(by_graph, lexical())
+    cand = by_graph
+    if len(asked) > 1:
+        more = np.concatenate([p[1][1:].ravel() for p in parts])
+        cand = np.union1d(cand, more[(more >= 0) & (more != (-2 if skip is None else skip))])
+    cand = np.sort(cand) if lexical is None else np.union1d(cand, lexical())
     full = np.asarray(vecs[cand], np.float32) @ qf
     return by_graph[:K], cand[np.argsort(-full, kind="stable")[:K]]
 
@@ -151,7 +160,12 @@ def queries(args, st: dict, vecs) -> tuple[np.ndarray, np.ndarray | None, str, l
         t = pq.read_table(args.data_dir / "queries.parquet", columns=["split", "query"]).to_pydict()
         texts = [x for s, x in zip(t["split"], t["query"]) if s == "test"][:args.n]
         vocab = load_vocab(args.data_dir)[0]
-        q, _ = NumpyQueryEncoder(args.data_dir, st["name"], vocab).encode(texts)
+        enc = NumpyQueryEncoder(args.data_dir, st["name"], vocab)
+        q, _ = enc.encode(texts)
+        if args.probes:  # each question's heaviest words alone (bench/graph_kinds.py's word probes)
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            from graph_kinds import word_probes
+            args.probe_vectors = [to_index_vectors(word_probes(enc, t, args.probes), st) for t in texts]
         return q.astype(np.float32), None, f"test-split questions ({st['name']}'s query encoder)", texts
     q = np.load(args.queries).astype(np.float32)[:args.n]
     if q.shape[1] != vecs.shape[1]:
@@ -175,6 +189,8 @@ def main():
     p.add_argument("--lexical", default="0",
                    help="comma list: also rescore BM25's top N rows for the question (needs --queries test; 0: "
                         "the graph alone)")
+    p.add_argument("--probes", type=int, default=0,
+                   help="also search the graphs with each of the question's W heaviest words alone (--queries test)")
     p.add_argument("--seed", type=int, default=0, help="which passages --queries passages takes")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = p.parse_args()
@@ -248,7 +264,7 @@ def main():
             t1 = time.perf_counter()
             lexical = (lambda: bm25.search_rows([texts[i]], lex)[0][0]) if lex else None
             a, f = search(graphs, bnds, pool, qi[i], q[i], vecs, depth, None if skip is None else int(skip[i]),
-                          lexical)
+                          lexical, getattr(args, "probe_vectors", [None] * len(q))[i])
             ms.append((time.perf_counter() - t1) * 1000)
             alone.append(a)
             final.append(f)
