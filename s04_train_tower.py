@@ -77,8 +77,6 @@ def main(argv=None, on_saved=None):
     p.add_argument("--no-token-weights", action="store_true", help="plain mean instead of learned IDF weights")
     p.add_argument("--gru-hidden", type=cli.positive_int, default=DEFAULT_CONFIG["gru_hidden"])
     p.add_argument("--temperature", type=cli.positive_float, default=DEFAULT_CONFIG["temperature"])
-    p.add_argument("--passage-context", type=cli.nonneg_int_zero_means("off"), default=0,
-                   help="passage tower only: a residual 3-word convolution of this width beside the weighted mean")
     p.add_argument("--weight-fn", type=cli.nonneg_int_zero_means("off: a free weight per word"), default=0,
                    help="pooling weights = IDF + an MLP (this hidden size) of the word vector, shared by all "
                         "words; checkpoints bake it into the per-word table")
@@ -107,7 +105,6 @@ def main(argv=None, on_saved=None):
     cfg = dict(encoder=args.encoder, out_dim=args.out_dim, lex_dim=args.lex_dim, lex_scale=args.lex_scale,
                shared=args.shared_towers, freeze_emb=not args.train_emb, token_weights=not args.no_token_weights,
                gru_hidden=args.gru_hidden, temperature=args.temperature, embeddings=em["fingerprint"],
-               passage_context=args.passage_context,
                **corpus.token_limits,  # s02's limits: every later encoder reads them from the checkpoint
                **({"weight_fn": args.weight_fn} if args.weight_fn else {}))
     if args.distill:

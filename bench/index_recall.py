@@ -97,7 +97,8 @@ def search(graphs, bnds, pool, qi: np.ndarray, qf: np.ndarray, vecs, depth: int,
     (with lexical() the rows it returns too: BM25's top rows for the question, --lexical; with
     probes, the graphs' top `depth` for each probe vector too, --probes).
     Returns (graph-only top k rows, final top k rows)."""
-    asked = qi[None, :] if probes is None or not len(probes) else np.vstack([qi[None, :], probes])
+    asked = qi[None, :] if probes is None else np.vstack([qi[None, :], probes])
+    left_out = -2 if skip is None else skip
 
     def one(i):
         sims, labels = graphs[i].search(asked, int(min(depth + 1, bnds[i][1] - bnds[i][0])))
@@ -105,13 +106,13 @@ def search(graphs, bnds, pool, qi: np.ndarray, qf: np.ndarray, vecs, depth: int,
     parts = list(pool.map(one, range(len(graphs)))) if pool else [one(0)]
     sims = np.concatenate([p[0][0] for p in parts])
     rows = np.concatenate([p[1][0] for p in parts])
-    keep = (rows >= 0) & (rows != (-2 if skip is None else skip))
+    keep = (rows >= 0) & (rows != left_out)
     sims, rows = sims[keep], rows[keep]
     by_graph = rows[np.argsort(-sims, kind="stable")][:depth]
     cand = by_graph
     if len(asked) > 1:
         more = np.concatenate([p[1][1:].ravel() for p in parts])
-        cand = np.union1d(cand, more[(more >= 0) & (more != (-2 if skip is None else skip))])
+        cand = np.union1d(cand, more[(more >= 0) & (more != left_out)])
     cand = np.sort(cand) if lexical is None else np.union1d(cand, lexical())
     full = np.asarray(vecs[cand], np.float32) @ qf
     return by_graph[:K], cand[np.argsort(-full, kind="stable")[:K]]
@@ -145,13 +146,14 @@ def build_like(faiss, st: dict, vecs, bnds, threads: int, codes: str | None = No
     return out
 
 
-def queries(args, st: dict, vecs) -> tuple[np.ndarray, np.ndarray | None, str, list | None]:
-    """(query vectors, the row to leave out of each answer or None, what they are, their texts or None)."""
+def queries(args, st: dict, vecs) -> tuple[np.ndarray, np.ndarray | None, str, list | None, list | None]:
+    """(query vectors, the row to leave out of each answer or None, what they are, their texts or
+    None, each one's --probes vectors or None)."""
     if args.queries == "passages":
         rng = np.random.default_rng(args.seed)
         rows = np.sort(rng.choice(vecs.shape[0], size=min(args.n, vecs.shape[0]), replace=False))
         q = np.asarray(vecs[rows], np.float32)
-        return q / np.linalg.norm(q, axis=1, keepdims=True).clip(1e-12), rows, "passage vectors (own row left out)", None
+        return q / np.linalg.norm(q, axis=1, keepdims=True).clip(1e-12), rows, "passage vectors (own row left out)", None, None
     if args.queries == "test":
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         import pyarrow.parquet as pq
@@ -162,15 +164,16 @@ def queries(args, st: dict, vecs) -> tuple[np.ndarray, np.ndarray | None, str, l
         vocab = load_vocab(args.data_dir)[0]
         enc = NumpyQueryEncoder(args.data_dir, st["name"], vocab)
         q, _ = enc.encode(texts)
+        probes = None
         if args.probes:  # each question's heaviest words alone (bench/graph_kinds.py's word probes)
             sys.path.insert(0, str(Path(__file__).resolve().parent))
             from graph_kinds import word_probes
-            args.probe_vectors = [to_index_vectors(word_probes(enc, t, args.probes), st) for t in texts]
-        return q.astype(np.float32), None, f"test-split questions ({st['name']}'s query encoder)", texts
+            probes = [to_index_vectors(word_probes(enc, t, args.probes), st) for t in texts]
+        return q.astype(np.float32), None, f"test-split questions ({st['name']}'s query encoder)", texts, probes
     q = np.load(args.queries).astype(np.float32)[:args.n]
     if q.shape[1] != vecs.shape[1]:
         sys.exit(f"{args.queries}: {q.shape[1]}-d query vectors, the index holds {vecs.shape[1]}-d ones")
-    return q, None, f"query vectors from {args.queries}", None
+    return q, None, f"query vectors from {args.queries}", None, None
 
 
 def main():
@@ -224,7 +227,9 @@ def main():
            else sorted({100, 200, 400, 800} | ({own_ef} if own_ef else set())))
     depth = args.depth or int(st.get("depth", 100))
 
-    q, skip, what, texts = queries(args, st, vecs)
+    q, skip, what, texts, probes = queries(args, st, vecs)
+    if args.probes and probes is None:
+        sys.exit("--probes needs --queries test (the probes are the questions' words)")
     lexes = [int(x) for x in str(args.lexical).split(",")]
     bm25 = None
     if any(lexes):
@@ -232,7 +237,7 @@ def main():
             sys.exit("--lexical needs --queries test (BM25 needs the questions' words)")
         from common import bm25 as bm25_mod
         from common.index.vectors import FullVectors
-        from common.retrieval import check_aligned
+        from common.retrieval import check_aligned, lexical_rows
         bm25 = bm25_mod.load_or_build(args.data_dir, repair=False)
         check_aligned(FullVectors(args.data_dir, name).row_ids, bm25)  # BM25's rows are the index's
     qi = to_index_vectors(q, st)
@@ -262,9 +267,9 @@ def main():
         alone, final, ms = [], [], []
         for i in range(len(q)):
             t1 = time.perf_counter()
-            lexical = (lambda: bm25.search_rows([texts[i]], lex)[0][0]) if lex else None
+            lexical = (lambda: lexical_rows(bm25, [texts[i]], n=lex)[0]) if lex else None
             a, f = search(graphs, bnds, pool, qi[i], q[i], vecs, depth, None if skip is None else int(skip[i]),
-                          lexical, getattr(args, "probe_vectors", [None] * len(q))[i])
+                          lexical, None if probes is None else probes[i])
             ms.append((time.perf_counter() - t1) * 1000)
             alone.append(a)
             final.append(f)

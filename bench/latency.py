@@ -41,9 +41,9 @@ def index_recall(s, texts, k: int) -> float:
     """Top-k overlap of the index's answers (graph + rescoring) with exact search over every full
     vector, the vectors the index itself stores (float16), in chunks so memory stays small."""
     import numpy as np
-    from common.retrieval import LEXICAL_CANDIDATES, lexical_rows
+    from common.retrieval import lexical_rows
     q, _ = s.encode([s.check_query(t) for t in texts])
-    extra = lexical_rows(s._need_bm25(), texts, max(k, LEXICAL_CANDIDATES))  # as Searcher.search's dense mode
+    extra = lexical_rows(s._need_bm25(), texts, k)  # as Searcher.search's dense mode
     got = s.index.search(q, k, extra=extra)[0]  # rows
     full = s.index.full
     best_s = np.full((len(q), k), -np.inf, np.float32)
@@ -89,13 +89,13 @@ def main():
             ms.append((time.perf_counter() - t1) * 1000)
         r = {"searcher_init_s": start_s, "search": summary(ms), "encoder": s.encoder}
         if mode == "dense":  # where the time goes: encode, BM25's rows, the index search (graph + rescoring)
-            from common.retrieval import LEXICAL_CANDIDATES, lexical_rows
+            from common.retrieval import lexical_rows
             enc, lex, search = [], [], []
             for t in texts[WARMUP:]:
                 t1 = time.perf_counter()
                 v, _ = s.encode([s.check_query(t)])
                 t2 = time.perf_counter()
-                extra = lexical_rows(s.bm25, [t], max(args.k, LEXICAL_CANDIDATES))
+                extra = lexical_rows(s.bm25, [t], args.k)
                 t3 = time.perf_counter()
                 s.index.search(v, args.k, extra=extra)
                 t4 = time.perf_counter()

@@ -39,7 +39,7 @@ class Evaluator:
         self.q = read_query_columns(self.d / "queries.parquet", ["split", "query_id", "query", "passage_ids", "is_selected"])
         self.bm25_params = bm25_mod.params(**(bm25_params or {}))
         self.bm25 = bm25_mod.load_or_build(self.d, log, **(bm25_params or {}))
-        self._models, self._indexes, self._aligned = {}, {}, False
+        self._models, self._indexes, self._aligned, self._text_of = {}, {}, False, None
 
     # ------------------------------------------------------------ queries of a split
     def split(self, split: str, rerank: bool = False, part: str | None = None, max_queries: int = 0):
@@ -110,7 +110,7 @@ class Evaluator:
         def compute(sel):
             if index is not None:  # as s09 searches: the graph's candidates and BM25's, rescored
                 self._check_aligned()
-                extra = retrieval.lexical_rows(self.bm25, self._texts(qids[sel]))
+                extra = retrieval.lexical_rows(self.bm25, self._texts(qids[sel]), k)
                 ids, sc = retrieval.dense_index_run(index, qvec(sel), k, extra=extra)
             else:
                 ids, sc = retrieval.dense_exact(self.pool_vectors(ckpt_name), self.corpus.ptok.ids, qvec(sel), k, self.device)
@@ -248,7 +248,7 @@ class Evaluator:
 
     def _texts(self, qids) -> list[str]:
         """The texts of these question ids (queries.parquet)."""
-        if not hasattr(self, "_text_of"):
+        if self._text_of is None:
             self._text_of = dict(zip(self.q["query_id"].tolist(), self.q["query"].tolist()))
         return [self._text_of[int(q)] for q in qids]
 

@@ -45,11 +45,6 @@ DEFAULT_CONFIG = dict(
     # the GRU reads a passage's first gru_max tokens: a cap of its own, below max_passage_tokens,
     # because it steps through the tokens one by one (its cost grows with the length)
     gru_max=128,
-    # passage tower only (0: off): a residual branch over word windows (a 3-word convolution of this
-    # width, pooled with the tower's weights, then a zero-initialised linear map added to the head's
-    # output), over the passage's first context_max tokens; the query tower stays a weighted mean
-    passage_context=0,
-    context_max=128,
     temperature=0.05,
     # tokens each tower reads: s02's limits, which s04 copies in (common/vocab.py)
     max_query_tokens=MAX_QUERY_TOKENS,
@@ -74,7 +69,7 @@ def stem_map(words: list[str]) -> np.ndarray:
 
 
 class Tower(nn.Module):
-    def __init__(self, cfg: dict, vocab_size: int, emb: nn.Embedding, idf: torch.Tensor, context: int = 0):
+    def __init__(self, cfg: dict, vocab_size: int, emb: nn.Embedding, idf: torch.Tensor):
         super().__init__()
         self.cfg = cfg
         self.emb = emb  # shared between towers: the GloVe table is the same
@@ -98,12 +93,6 @@ class Tower(nn.Module):
         elif cfg["encoder"] != "avg":
             raise ValueError(f"unknown encoder {cfg['encoder']!r}: use avg or gru")
         self.head = nn.Linear(d, cfg["out_dim"])
-        self.ctx_conv = self.ctx_out = None
-        if context:
-            self.ctx_conv = nn.Conv1d(emb.embedding_dim, int(context), 3, padding=1)
-            self.ctx_out = nn.Linear(int(context), cfg["out_dim"])
-            nn.init.zeros_(self.ctx_out.weight)  # starts as the weighted mean alone
-            nn.init.zeros_(self.ctx_out.bias)
         self.lex_scale = nn.Parameter(torch.tensor(float(cfg["lex_scale"])))
 
     def forward(self, ids, lengths, stems, codes):
@@ -125,14 +114,7 @@ class Tower(nn.Module):
                                                        batch_first=True, enforce_sorted=False)
             _, h = self.gru(packed)
             sem = h[-1]
-        out = self.head(sem)
-        if self.ctx_conv is not None:
-            L = min(ids.shape[1], int(self.cfg["context_max"]))
-            e = self.emb(ids[:, :L]).float() * mask[:, :L, None]  # a window at the end sees zeros, not what follows
-            h = F.relu(self.ctx_conv(e.transpose(1, 2))).transpose(1, 2)
-            wl = w[:, :L] / w[:, :L].sum(1, keepdim=True).clamp_min(1e-6)
-            out = out + self.ctx_out((h * wl.unsqueeze(-1)).sum(1))
-        parts = [out]
+        parts = [self.head(sem)]
         if codes is not None:
             lex = F.embedding_bag(stems[ids], codes, per_sample_weights=w, mode="sum")
             parts.append(self.lex_scale * lex)
@@ -169,10 +151,7 @@ class TwoTowerModel(nn.Module):
             codes[0] = 0
         self.register_buffer("codes", codes, persistent=False)
         self.query_tower = Tower(cfg, vocab_size, emb, idf_t)
-        if cfg["shared"] and cfg.get("passage_context"):
-            raise ValueError("passage_context needs separate towers (shared=False)")
-        self.passage_tower = self.query_tower if cfg["shared"] else Tower(cfg, vocab_size, emb, idf_t,
-                                                                            int(cfg.get("passage_context", 0)))
+        self.passage_tower = self.query_tower if cfg["shared"] else Tower(cfg, vocab_size, emb, idf_t)
         if head_init is not None:
             for t in {id(self.query_tower): self.query_tower, id(self.passage_tower): self.passage_tower}.values():
                 t.head.weight.data.copy_(torch.as_tensor(head_init, dtype=torch.float32))

@@ -24,9 +24,10 @@ LEXICAL_CANDIDATES = 100
 DEFAULT_WEIGHTS = (0.0, 0.35)  # hybrid's (cosine, semantic-part) weights until s10 tunes them
 
 
-def lexical_rows(bm25, texts: list[str], n: int = LEXICAL_CANDIDATES) -> list[np.ndarray]:
-    """BM25's top n rows for each text (rows of passages.parquet: the index's, check_aligned)."""
-    return bm25.search_rows(list(texts), n)[0]
+def lexical_rows(bm25, texts: list[str], k: int = 0, n: int = LEXICAL_CANDIDATES) -> list[np.ndarray]:
+    """BM25's top max(k, n) rows for each text, for a dense search of the top k (rows of
+    passages.parquet: the index's, check_aligned)."""
+    return bm25.search_rows(list(texts), max(int(k), int(n)))[0]
 
 
 def dense_index_run(index, qv: np.ndarray, k: int, batch: int = 500, extra: list | None = None):

@@ -9,7 +9,7 @@ import numpy as np
 from .artifacts import BadSetting, StageError
 from .corpus import load_vocab
 from .index import store
-from .retrieval import DEFAULT_WEIGHTS, FUSION_DEPTH, check_aligned, hybrid_features, hybrid_rank, lexical_rows, LEXICAL_CANDIDATES
+from .retrieval import DEFAULT_WEIGHTS, FUSION_DEPTH, check_aligned, hybrid_features, hybrid_rank, lexical_rows
 from .text import normalize
 
 MAX_QUERY_CHARS = 2000
@@ -209,7 +209,7 @@ class Searcher:
                 raise QueryError("none of the query's words are in the vocabulary: try other words")
         if mode == "dense":
             self._check_aligned(bm25)
-            rows, scores = self.index.search(v, k, extra=lexical_rows(bm25, [text], max(k, LEXICAL_CANDIDATES)))
+            rows, scores = self.index.search(v, k, extra=lexical_rows(bm25, [text], k))
             rows, scores = rows[0], scores[0]
         elif mode == "bm25":
             if not bm25.tokens([text])[0]:

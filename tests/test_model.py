@@ -7,15 +7,12 @@ from common.model import TwoTowerModel
 torch.set_num_threads(1)
 
 
-@pytest.mark.parametrize("encoder", ["avg", "gru", "avg+context"])
+@pytest.mark.parametrize("encoder", ["avg", "gru"])
 @pytest.mark.parametrize("lex_dim", [0, 8])
 def test_shapes_unit_length_and_padding_invariance(encoder, lex_dim):
     torch.manual_seed(0)
-    ctx = {"encoder": "avg", "passage_context": 6} if encoder == "avg+context" else {"encoder": encoder}
-    m = TwoTowerModel(50, 12, {**ctx, "out_dim": 16, "lex_dim": lex_dim, "gru_hidden": 8},
+    m = TwoTowerModel(50, 12, {"encoder": encoder, "out_dim": 16, "lex_dim": lex_dim, "gru_hidden": 8},
                       embeddings=np.random.default_rng(0).normal(size=(50, 12)).astype(np.float32))
-    if encoder == "avg+context":  # a trained branch: the untrained one adds nothing (next test)
-        torch.nn.init.normal_(m.passage_tower.ctx_out.weight)
     m.eval()
     ids = torch.tensor([[5, 6, 7, 0, 0], [9, 0, 0, 0, 0]])
     lens = torch.tensor([3, 1])
@@ -91,23 +88,3 @@ def test_weight_fn_checkpoint_is_the_same_model_with_a_per_word_table():
     assert torch.allclose(m2.encode_query(ids, lens), m.encode_query(ids, lens), atol=1e-6)
     assert torch.allclose(m2.encode_passage(ids, lens), m.encode_passage(ids, lens), atol=1e-6)
     assert ck["fingerprint"] == m2.fingerprint()
-
-
-def test_passage_context_starts_as_the_weighted_mean_and_leaves_the_query_tower_alone():
-    emb = np.random.default_rng(1).normal(size=(50, 12)).astype(np.float32)
-    ids, lens = torch.tensor([[5, 6, 7, 8, 0], [9, 3, 0, 0, 0]]), torch.tensor([4, 2])
-    torch.manual_seed(0)
-    plain = TwoTowerModel(50, 12, {"out_dim": 16}, embeddings=emb)
-    torch.manual_seed(0)
-    ctx = TwoTowerModel(50, 12, {"out_dim": 16, "passage_context": 6}, embeddings=emb)
-    ctx.passage_tower.head.load_state_dict(plain.passage_tower.head.state_dict())
-    ctx.query_tower.head.load_state_dict(plain.query_tower.head.state_dict())
-    assert ctx.query_tower.ctx_conv is None and ctx.passage_tower.ctx_conv is not None
-    assert torch.allclose(ctx.encode_passage(ids, lens), plain.encode_passage(ids, lens), atol=1e-6)
-    torch.nn.init.normal_(ctx.passage_tower.ctx_out.weight)
-    assert not torch.allclose(ctx.encode_passage(ids, lens), plain.encode_passage(ids, lens), atol=1e-3)
-    assert torch.allclose(ctx.encode_query(ids, lens), plain.encode_query(ids, lens), atol=1e-6)
-    back = TwoTowerModel.from_checkpoint(ctx.checkpoint(), embeddings=emb)
-    assert torch.allclose(back.encode_passage(ids, lens), ctx.encode_passage(ids, lens), atol=1e-6)
-    with pytest.raises(ValueError, match="separate towers"):
-        TwoTowerModel(50, 12, {"shared": True, "passage_context": 6}, embeddings=emb)
