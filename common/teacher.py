@@ -72,18 +72,28 @@ def encode_texts(texts: list[str], device="cpu", batch_size: int = 64, progress:
 
 def word_vectors(words: list[str], device="cpu", batch_size: int = 1024, progress=None) -> np.ndarray:
     """Each word alone through the teacher: the mean of its output token states ([CLS] and [SEP]
-    included, i.e. the teacher's embedding of the one-word text before normalisation)."""
+    included, i.e. the teacher's embedding of the one-word text before normalisation). A word
+    written PREFIX + piece (common/wordpiece.py) is that one word piece alone, as Model2Vec
+    embeds each token of a vocabulary."""
+    from .wordpiece import PREFIX
+    tok = load(device)[0].tokenizer
+    n = len(PREFIX)
+    plain = [w for w in words if not w.startswith(PREFIX)]
+    enc_plain = iter(tok(plain, add_special_tokens=True, truncation=True, max_length=32)["input_ids"] if plain else [])
+    enc = [[tok.cls_token_id, tok.convert_tokens_to_ids(w[n:]), tok.sep_token_id] if w.startswith(PREFIX)
+           else next(enc_plain) for w in words]
+    return _mean_states(enc, device, batch_size, progress)
+
+
+def _mean_states(enc: list[list[int]], device, batch_size: int, progress) -> np.ndarray:
     import torch
-    m = load(device)
-    tr = m[0]
-    tok, net = tr.tokenizer, tr.auto_model
-    out = np.zeros((len(words), DIM), np.float32)
-    enc = tok(list(words), add_special_tokens=True, truncation=True, max_length=32)["input_ids"]
+    net = load(device)[0].auto_model
+    out = np.zeros((len(enc), DIM), np.float32)
     lens = np.array([len(e) for e in enc], dtype=np.int64)
     order = np.argsort(lens, kind="stable")  # similar lengths together: little padding
     net.eval()
     with torch.inference_mode():
-        for s in range(0, len(words), batch_size):
+        for s in range(0, len(enc), batch_size):
             idx = order[s:s + batch_size]
             L = int(lens[idx].max())
             ids = np.zeros((len(idx), L), np.int64)

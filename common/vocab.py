@@ -3,7 +3,9 @@
 The vocabulary is every word of the GloVe list (400,000 for GloVe 6B), plus <pad> and <unk>, in
 GloVe's order: a checkpoint knows every word GloVe knows, so a user's questions and another
 corpus (s10 --beir) bring no words that the corpus it was trained on happened to lack.
-`s02 --vocab corpus` keeps only the GloVe words the corpus uses (the earlier behaviour).
+`s02 --vocab corpus` keeps only the GloVe words the corpus uses (the earlier behaviour). After
+them come the teacher's word pieces (common/wordpiece.py): a word GloVe lacks is split into them
+instead of becoming <unk> (`s02 --pieces none`: it stays <unk>).
 
 Token ids are stored in Parquet as list<int32> columns, which read back as one flat numpy array
 plus offsets: no per-passage Python lists, so 10M passages stream through in bounded memory.
@@ -21,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .text import tokenize
+from .wordpiece import PREFIX, WordPieces, entries
 
 PAD, UNK = 0, 1
 
@@ -65,10 +68,15 @@ class Vocab:
     def __len__(self):
         return len(self.words)
 
+    @property
+    def pieces(self) -> WordPieces:
+        """The word pieces this vocabulary holds (none for one made with `s02 --pieces none`)."""
+        if getattr(self, "_pieces", None) is None:
+            self._pieces = WordPieces(self.index, self.index)
+        return self._pieces
+
     def encode(self, text, max_len: int | None = None) -> list[int]:
-        get = self.index.get
-        ids = [get(w, UNK) for w in tokenize(text)]
-        return ids[:max_len] if max_len else ids
+        return _encode(tokenize(text), self.index, self.pieces, UNK, max_len)
 
     def save(self, path):
         d = {k: getattr(self, k) for k in ("words", "glove_source", "counts", "df", "n_passages")}
@@ -97,36 +105,62 @@ class Vocab:
         return np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
 
 
+def _encode(words: list[str], index: dict, pieces: WordPieces, unk: int, max_len: int | None) -> list[int]:
+    """Rows of these words: a word not in `index` as its pieces' rows, or `unk` where it has none."""
+    get, ids = index.get, []
+    for w in words:
+        i = get(w)
+        if i is not None:
+            ids.append(i)
+        else:
+            split = pieces.split(w) if pieces else None
+            ids.extend(split or (unk,))
+        if max_len and len(ids) >= max_len:
+            return ids[:max_len]
+    return ids
+
+
 # ---------------------------------------------------------------- tokenising in parallel
-_GLOVE_INDEX: dict | None = None
+_BASE_INDEX: dict | None = None
+_BASE_PIECES: WordPieces | None = None
 
 
 def _tok_chunk(args):
-    """Worker: texts -> (flat GloVe row ids, -1 for unknown; lengths)."""
+    """Worker: texts -> (flat base row ids, -1 for unknown; lengths)."""
     texts, max_len = args
-    get = _GLOVE_INDEX.get
     flat, lens = [], []
     for t in texts:
-        ids = [get(w, -1) for w in tokenize(t)[:max_len]]
+        ids = _encode(tokenize(t), _BASE_INDEX, _BASE_PIECES, -1, max_len)
         flat.extend(ids)
         lens.append(len(ids))
     return np.asarray(flat, dtype=np.int32), np.asarray(lens, dtype=np.int32)
 
 
 class CorpusTokenizer:
-    """Tokenises text batches to GloVe rows in worker processes, then gives each GloVe word used
-    a compact vocabulary id in order of first appearance (deterministic for a given input)."""
+    """Tokenises text batches to base rows (GloVe's words, then the word pieces) in worker
+    processes, then gives each row used a compact vocabulary id in order of first appearance
+    (deterministic for a given input). Every piece has an id whether used or not: a question's
+    unknown word is split with the same pieces as the corpus's words were."""
 
-    def __init__(self, glove_words: list[str], workers: int = 2, whole: bool = True):
-        global _GLOVE_INDEX
-        _GLOVE_INDEX = {w: i for i, w in enumerate(glove_words)}
-        self.glove_words = glove_words
-        self.remap = np.full(len(glove_words) + 1, -1, dtype=np.int64)  # last slot: unknown
+    def __init__(self, glove_words: list[str], workers: int = 2, whole: bool = True,
+                 pieces: list[str] | None = None):
+        global _BASE_INDEX, _BASE_PIECES
+        glove_words = [w for w in glove_words if not w.startswith(PREFIX)]  # no word can pose as a piece
+        base = glove_words + entries(pieces or [])
+        _BASE_INDEX = {w: i for i, w in enumerate(base)}
+        _BASE_PIECES = WordPieces(_BASE_INDEX, _BASE_INDEX)
+        self.base_words = base
+        self.n_glove = len(glove_words)
+        self.piece_tokens = 0
+        self.remap = np.full(len(base) + 1, -1, dtype=np.int64)  # last slot: unknown
         self.remap[-1] = UNK
         self.n = 2
-        if whole:  # every GloVe word, in GloVe's order
-            self.remap[:-1] = np.arange(2, len(glove_words) + 2)
-            self.n = len(glove_words) + 2
+        if whole:  # every GloVe word, in GloVe's order, then the pieces
+            self.remap[:-1] = np.arange(2, len(base) + 2)
+            self.n = len(base) + 2
+        elif pieces:  # the pieces first, all of them
+            self.remap[len(glove_words):-1] = np.arange(2, len(pieces) + 2)
+            self.n = len(pieces) + 2
         self.counts = np.zeros(max(1024, self.n), dtype=np.int64)
         self.df = np.zeros(max(1024, self.n), dtype=np.int64)
         self.n_passages = 0
@@ -166,6 +200,7 @@ class CorpusTokenizer:
             lens = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int32)
             ids = self._assign(g)
             if count_stats:
+                self.piece_tokens += int((g >= self.n_glove).sum())
                 self._stats(ids, lens)
             yield ids, lens
 
@@ -187,7 +222,7 @@ class CorpusTokenizer:
         words = ["<pad>", "<unk>"] + [""] * (self.n - 2)
         used = np.nonzero(self.remap[:-1] >= 0)[0]
         for gi in used:
-            words[self.remap[gi]] = self.glove_words[gi]
+            words[self.remap[gi]] = self.base_words[gi]
         # words seen only in queries come after the passage statistics: pad with zeros
         counts = np.pad(self.counts, (0, max(0, self.n - len(self.counts))))[:self.n].copy()
         df = np.pad(self.df, (0, max(0, self.n - len(self.df))))[:self.n].copy()

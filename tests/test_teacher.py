@@ -38,3 +38,17 @@ def test_targets_are_cached_by_id(tmp_path, monkeypatch):
     (tmp_path / "teacher" / "queries.npz").write_bytes(b"garbage")  # damaged: recomputed, never trusted
     teacher.targets(tmp_path, "queries", np.array([1]), get)
     assert asked.count(1) == 2
+
+
+def test_a_word_piece_vector_is_the_teachers_embedding_of_that_piece_alone():
+    from common.wordpiece import PREFIX
+    tok = teacher.load()[0].tokenizer
+    v = teacher.word_vectors([PREFIX + "##gm", "coffee", PREFIX + "mid"], batch_size=2)
+    import torch
+    net = teacher.load()[0].auto_model
+    ids = torch.tensor([[tok.cls_token_id, tok.convert_tokens_to_ids("##gm"), tok.sep_token_id]])
+    with torch.inference_mode():
+        want = net(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state.mean(1)[0].numpy()
+    np.testing.assert_allclose(v[0], want, atol=1e-4)
+    np.testing.assert_allclose(v[1], teacher.word_vectors(["coffee"])[0], atol=1e-4)  # words unchanged beside pieces
+    assert not np.allclose(v[0], teacher.word_vectors(["gm"])[0], atol=1e-2)  # "##gm" is not the word "gm"
