@@ -363,7 +363,11 @@ def test_encoded_parts_build_the_same_index(pipeline):
     st = json.loads((data / "active_index.json").read_text())
     assert [p["part"] for p in st["encoded_parts"]] == [[1, 2], [2, 2]]
     assert st["encoded_parts"][0]["precision"] == {"compute": "fp32", "stored": "float16"}
-    np.testing.assert_array_equal(np.load(vectors.vectors_path(data, st["name"])), ref[st["model_fingerprint"]])
+    # equal up to float16's last bit: a row's sums round by the rows batched with it, and a part's
+    # batches are not the plain build's
+    got, want = np.load(vectors.vectors_path(data, st["name"])), ref[st["model_fingerprint"]]
+    np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32), rtol=2 ** -10, atol=1e-6)
+    assert (got != want).mean() < 1e-3
     r = run("s09_query_retrieve.py", data, "--query", "the", "-k", "3", "--mode", "dense")
     assert " 1. " in r.stdout
     r = run("s05_encode_docs_to_chromadb.py", data, "--encode-part", "3/2", check=False)
@@ -385,7 +389,8 @@ def test_s10_reads_the_pool_vectors_from_the_index_file(pipeline):
     assert ev.index_for(ckpt) is not None
     P = ev.pool_vectors("s04_model.pt")
     assert isinstance(P, np.memmap)
-    np.testing.assert_array_equal(P, retrieval.encode_pool(model, corpus, cpu, dtype=np.float16))
+    want = retrieval.encode_pool(model, corpus, cpu, dtype=np.float16)  # equal up to float16's last bit (batching)
+    np.testing.assert_allclose(np.asarray(P, np.float32), want.astype(np.float32), rtol=2 ** -10, atol=1e-6)
 
 
 def test_s10_keeps_pool_vectors_without_an_index_on_disk(pipeline, tmp_path):
@@ -406,7 +411,8 @@ def test_s10_keeps_pool_vectors_without_an_index_on_disk(pipeline, tmp_path):
     assert isinstance(P, np.memmap) and P.dtype == np.float16
     files = list(keep.glob("pool-*.npy"))
     assert len(files) == 1 and not list(keep.glob("*.tmp*"))
-    np.testing.assert_array_equal(P, retrieval.encode_pool(model, corpus, cpu, dtype=np.float16))
+    want = retrieval.encode_pool(model, corpus, cpu, dtype=np.float16)  # equal up to float16's last bit (batching)
+    np.testing.assert_allclose(np.asarray(P, np.float32), want.astype(np.float32), rtol=2 ** -10, atol=1e-6)
     before = files[0].stat().st_mtime_ns
     again = Evaluator(data, data, corpus, cpu, use_index=False, keep=keep).pool_vectors("s04_model.pt")
     assert files[0].stat().st_mtime_ns == before
