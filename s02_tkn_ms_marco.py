@@ -2,7 +2,7 @@
 
 Vocabulary = every GloVe word (`--vocab glove`, the default: 400,002 with GloVe 6B), or only those
 the corpus uses (`--vocab corpus`), plus <pad> (0) and <unk> (1), then the teacher's word pieces
-(`--pieces teacher`, the default: 28,000 or so, common/wordpiece.py). A word GloVe lacks is split
+(`--pieces teacher`, the default: 27,558, common/wordpiece.py). A word GloVe lacks is split
 into those pieces ("sigmet" -> si ##gm ##et); one that cannot be split (a symbol), or any with
 `--pieces none`, becomes <unk>: no text is dropped. Writes
 
@@ -11,7 +11,7 @@ into those pieces ("sigmet" -> si ##gm ##et); one that cannot be split (a symbol
     data/queries_tok.parquet    query_id, tokens
 
     python s02_tkn_ms_marco.py
-    # -> wrote data/vocab.pkl (428,455 words), data/passages_tok.parquet (18,531), data/queries_tok.parquet (8,178)
+    # -> wrote data/vocab.pkl (427,560 words), data/passages_tok.parquet (18,531), data/queries_tok.parquet (8,178)
 """
 from common import cli, glove, wordpiece
 from common.artifacts import atomic_path, require, run_main, write_manifest

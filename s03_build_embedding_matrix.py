@@ -12,7 +12,7 @@ vectors. <pad> and <unk> are zero (minilm) or as before (glove). Prints coverage
 corpus tokens that have a vector.
 
     python s03_build_embedding_matrix.py
-    # -> coverage 99.9% of corpus tokens; wrote data/embeddings.npy (428,455 x 384)
+    # -> coverage 99.8% of corpus tokens; wrote data/embeddings.npy (427,560 x 384)
 """
 import numpy as np
 

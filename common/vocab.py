@@ -72,7 +72,7 @@ class Vocab:
     def pieces(self) -> WordPieces:
         """The word pieces this vocabulary holds (none for one made with `s02 --pieces none`)."""
         if getattr(self, "_pieces", None) is None:
-            self._pieces = WordPieces(self.index, self.index)
+            self._pieces = WordPieces(self.index)
         return self._pieces
 
     def encode(self, text, max_len: int | None = None) -> list[int]:
@@ -148,7 +148,7 @@ class CorpusTokenizer:
         glove_words = [w for w in glove_words if not w.startswith(PREFIX)]  # no word can pose as a piece
         base = glove_words + entries(pieces or [])
         _BASE_INDEX = {w: i for i, w in enumerate(base)}
-        _BASE_PIECES = WordPieces(_BASE_INDEX, _BASE_INDEX)
+        _BASE_PIECES = WordPieces(_BASE_INDEX)
         self.base_words = base
         self.n_glove = len(glove_words)
         self.piece_tokens = 0

@@ -44,14 +44,14 @@ def _fold(word: str) -> str:
 
 
 class WordPieces:
-    """Splits a word into piece rows. rows: vocabulary word -> row, as Vocab.index holds it (only
-    its PREFIX entries are read); words: an optional word -> row map tried again after accents
-    are folded. split() returns [] for a word that cannot be split (it stays <unk>)."""
+    """Splits a word into piece rows. index: vocabulary word -> row, as Vocab.index holds it (its
+    PREFIX entries are the pieces; a word whose accents fold to one of its words is that word).
+    split() returns [] for a word that cannot be split (it stays <unk>)."""
 
-    def __init__(self, rows: dict, words: dict | None = None):
+    def __init__(self, index: dict):
         n = len(PREFIX)
-        self.rows = {w[n:]: i for w, i in rows.items() if w.startswith(PREFIX)}
-        self.words = words
+        self.rows = {w[n:]: i for w, i in index.items() if w.startswith(PREFIX)}
+        self.words = index
         self.longest = max((len(p) for p in self.rows), default=0)
         self._memo: dict[str, list[int]] = {}
 
@@ -68,7 +68,7 @@ class WordPieces:
 
     def _split(self, word: str) -> list[int]:
         w = _fold(word)
-        if w != word and self.words is not None and w in self.words:
+        if w != word and w in self.words:
             return [self.words[w]]
         if len(w) > MAX_WORD_CHARS or not _WORD_RE.match(w):
             return []
