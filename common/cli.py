@@ -140,6 +140,9 @@ def add_train(p: argparse.ArgumentParser, epochs: int, lr: float, lr_emb: float 
                    help="weight of the teacher's embeddings in the loss (0: labels only, no teacher)")
     p.add_argument("--distill-pairs", type=positive_int, default=10_000,
                    help="training pairs the teacher embeds (at most; cached in data/teacher/)")
+    p.add_argument("--distill-passages", type=nonneg_int, default=10_000,
+                   help="more training-split passages the teacher embeds (at most; cached in data/teacher/), "
+                        "each pulled towards its target like a positive, without a label (0: none)")
     p.add_argument("--loss", default="triplet", choices=["triplet", "inbatch"],
                    help="triplet: margin between the positive and the triplet's negative (default); "
                         "inbatch: softmax over every passage in the batch")

@@ -13,6 +13,8 @@ each tower's vector is also pulled towards the teacher's vector of the same text
 the head's starting projection P (the leading principal directions of the teacher's passage
 embeddings): loss += distill * mean(1 - cos(q, unit(P t_q)) + 1 - cos(p, unit(P t_p))). Labels
 alone are ~5k pairs; the teacher says how every one of those texts relates to all others.
+`--distill-passages N` (attach_passages): N more training passages with a teacher target and no
+label, each batch pulling its share of them (every one once an epoch) the same way.
 
 After each epoch the model ranks a validation pool and the best MRR@10 checkpoint is kept.
 """
@@ -76,6 +78,8 @@ class TrainSet:
     t_nf: RowTargets | None = None
     t_n: RowTargets | None = None      # its target through the head's projection, like t_p
     has_tn: np.ndarray | None = None
+    x_rows: np.ndarray | None = None   # more passages with a teacher target (attach_passages), no label
+    x_t: np.ndarray | None = None      # their targets through the head's projection, unit
 
     def __len__(self):
         return len(self.q_rows)
@@ -106,6 +110,30 @@ def attach_teacher(ts: TrainSet, corpus: Corpus, max_pairs: int, device, log=pri
     tp = teacher.targets(d, "passages", pairs[:, 1], ptext, device, log)
     ts.t_raw = (pairs, tq, tp)
     return tp
+
+
+def attach_passages(ts: TrainSet, corpus: Corpus, n: int, basis: np.ndarray, device, log=print) -> int:
+    """Teacher targets for up to n more of the training split's passages (beyond the distilled pairs'
+    positives, chosen by a hash of the id: the same for every seed and for s07), each pulled towards
+    the teacher's vector of its text like a positive: the passage tower learns from the teacher on
+    more of the passages it will meet than the ~5k with a label. Returns how many."""
+    from . import teacher
+    d = corpus.data_dir
+    q = corpus.queries
+    cand = q["passage_ids"]  # Ragged: every question's candidates as one array
+    in_train = np.repeat(np.asarray(q["split"]) == "train", np.diff(cand.offsets))
+    ids = np.unique(np.asarray(cand.values, np.int64)[in_train])
+    have = ts.t_raw[0][:, 1] if ts.t_raw is not None else np.zeros(0, np.int64)
+    ids = ids[np.isin(ids, corpus.ptok.ids) & ~np.isin(ids, have)]
+    h = ids.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    ids = ids[np.argsort(h, kind="stable")[:n]]
+    if len(ids) == 0:
+        return 0
+    tx = teacher.targets(d, "passages", ids, _texts(d / "passages.parquet", "text", corpus.pidx), device, log)
+    unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-9)
+    ts.x_rows = np.asarray(corpus.pidx.rows(ids), np.int64)
+    ts.x_t = np.ascontiguousarray(unit(tx @ basis), dtype=np.float32)
+    return len(ids)
 
 
 def head_start(ts: TrainSet, corpus: Corpus, emb: np.ndarray, out_dim: int, encoder: str):
@@ -202,7 +230,8 @@ def validate(model: TwoTowerModel, corpus: Corpus, vs: ValSet, device) -> dict:
 
 
 def batch_loss(model, corpus, ts: TrainSet, b: np.ndarray, loss: str, device,
-               temperature: float, margin: float, distill: float = 0.0, aux: dict | None = None):
+               temperature: float, margin: float, distill: float = 0.0, aux: dict | None = None,
+               xb: np.ndarray | None = None):
     aux = aux or {}
     qi, ql = corpus.qtok.batch(ts.q_rows[b], model.max_tokens("query"))
     cand_rows = np.concatenate([ts.p_rows[b], ts.n_rows[b]])
@@ -223,6 +252,12 @@ def batch_loss(model, corpus, ts: TrainSet, b: np.ndarray, loss: str, device,
         cq = (F.normalize(q[:, :D], dim=-1) * t(ts.t_q[b])).sum(1)
         cp = (F.normalize(c[:B, :D], dim=-1) * t(ts.t_p[b])).sum(1)
         extra = distill * ((1 - cq)[h].mean() + (1 - cp)[h].mean())
+    if distill and xb is not None and len(xb):  # the passages with a target and no label
+        xi, xl = corpus.ptok.batch(ts.x_rows[xb], model.max_tokens("passage"))
+        with autocast(device):
+            cx = model.encode_passage(t(xi), t(xl)).float()
+        D = ts.x_t.shape[1]
+        extra = extra + distill * (1 - (F.normalize(cx[:, :D], dim=-1) * t(ts.x_t[xb])).sum(1)).mean()
     if aux.get("rel") or aux.get("mmse") or aux.get("neg_distill"):
         extra = extra + teacher_similarity_loss(q, c, ts, b, B, use_tn, aux, t)
     c = c[:2 * B]
@@ -322,9 +357,14 @@ def fit(model: TwoTowerModel, corpus: Corpus, ts: TrainSet, vs: ValSet, device, 
     if ddp is not None and distributed.broadcast_floats(ddp, [first])[0] != first:
         raise RuntimeError("the processes disagree on the epoch to resume at")
     from tqdm import tqdm
+    n_x = 0 if ts.x_rows is None or not distill else len(ts.x_rows)
+    x_per_step = math.ceil(n_x / steps_per_epoch)
     for epoch in range(first, 1 if stopped else epochs + 1):
         model.train()
         perm = rng.permutation(len(ts))
+        # the unlabelled passages, each once per epoch, from a stream of their own (the labelled
+        # batches are the same draws with or without them)
+        xperm = np.random.default_rng([seed, epoch]).permutation(n_x) if n_x else None
         t0, total = time.perf_counter(), 0.0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False, mininterval=1,
                    disable=not main)
@@ -333,7 +373,11 @@ def fit(model: TwoTowerModel, corpus: Corpus, ts: TrainSet, vs: ValSet, device, 
             if len(g) < 2:
                 continue
             b, w = distributed.local_batch(ddp, g)  # one process: the whole batch, weight 1
-            l = batch_loss(model, corpus, ts, b, loss, device, temperature, margin, distill, aux)
+            xb = None
+            if n_x:
+                xb = xperm[s * x_per_step:(s + 1) * x_per_step]
+                xb = xb[ddp.rank::ddp.world_size] if ddp is not None else xb
+            l = batch_loss(model, corpus, ts, b, loss, device, temperature, margin, distill, aux, xb)
             for o in opts:
                 o.zero_grad(set_to_none=True)
             l.backward()

@@ -85,6 +85,12 @@ def base_data(tmp_path_factory) -> tuple[Path, dict]:
         run("s02_tkn_ms_marco.py", data, "--glove", syn["glove"], "--workers", "1")
         run("s03_build_embedding_matrix.py", data)
         run("s04_train_tower.py", data, "--epochs", "1", "--batch-size", "64", "--wandb", "disabled")
+        # the teacher's targets for every training passage, in data/teacher/ for the copies: the tests
+        # that distil (--out-dim 64, test_ddp's) then never wait for the teacher; the model is discarded
+        run("s04_train_tower.py", data, "--epochs", "1", "--batch-size", "64", "--out-dim", "64",
+            "--wandb", "disabled", "--out", "warm.pt")
+        for f in data.glob("warm.pt*"):
+            f.unlink()
     return data, {"dir": str(src), "glove": str(src / "glove.test.txt")}
 
 
