@@ -119,8 +119,7 @@ def main(argv=None, on_saved=None):
         project_teacher(ts, basis)
         if args.distill_passages:
             with distributed.main_first(ddp):
-                n = attach_passages(ts, corpus, args.distill_passages, basis, device, log=say)
-            say(f"teacher targets for {n:,} more training passages (--distill-passages)")
+                attach_passages(ts, corpus, args.distill_passages, basis, device, log=say)
     with distributed.main_first(ddp):  # rank 0 fills data/teacher/ (and BM25 for --teacher-neg bm25) first
         aux = teacher_similarity_setup(args, ts, corpus, device, distill, basis)
     # a random head (no teacher projection) or GRU starts from the seed: the same in every process

@@ -60,8 +60,7 @@ def main(argv=None, on_saved=None):
         project_teacher(ts, basis.numpy())
         if args.distill_passages:
             with distributed.main_first(ddp):
-                n = attach_passages(ts, corpus, args.distill_passages, basis.numpy(), device, log=say)
-            say(f"teacher targets for {n:,} more training passages (--distill-passages)")
+                attach_passages(ts, corpus, args.distill_passages, basis.numpy(), device, log=say)
     if args.init == "s04":
         model = s04
     else:

@@ -133,6 +133,7 @@ def attach_passages(ts: TrainSet, corpus: Corpus, n: int, basis: np.ndarray, dev
     unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-9)
     ts.x_rows = np.asarray(corpus.pidx.rows(ids), np.int64)
     ts.x_t = np.ascontiguousarray(unit(tx @ basis), dtype=np.float32)
+    log(f"teacher targets for {len(ids):,} more training passages (--distill-passages)")
     return len(ids)
 
 
@@ -252,7 +253,7 @@ def batch_loss(model, corpus, ts: TrainSet, b: np.ndarray, loss: str, device,
         cq = (F.normalize(q[:, :D], dim=-1) * t(ts.t_q[b])).sum(1)
         cp = (F.normalize(c[:B, :D], dim=-1) * t(ts.t_p[b])).sum(1)
         extra = distill * ((1 - cq)[h].mean() + (1 - cp)[h].mean())
-    if distill and xb is not None and len(xb):  # the passages with a target and no label
+    if xb is not None and len(xb):  # the passages with a target and no label (fit: only with distill)
         xi, xl = corpus.ptok.batch(ts.x_rows[xb], model.max_tokens("passage"))
         with autocast(device):
             cx = model.encode_passage(t(xi), t(xl)).float()
