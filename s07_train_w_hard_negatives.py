@@ -3,7 +3,9 @@
 Starts from the s04 checkpoint (`--init s04`) or from scratch (`--init fresh`), trains on the
 s06 triplets (plus the s01 random ones with `--with-random`), keeps its best epoch at
 data/s07_model.pt, then compares it with s04 on the same validation pool and copies the better
-one to data/best_model.pt, saying which.
+one to data/best_model.pt, saying which. With a teacher-trained s04, `--mmse W` and `--neg-distill W`
+also have the teacher embed s06's negatives (common/teacher_negatives.py) and train on its scores of
+them (margin-MSE) or its vectors of them; off by default (README, "What helped and what did not").
 
     python s07_train_w_hard_negatives.py
     torchrun --standalone --nproc_per_node=2 s07_train_w_hard_negatives.py   # 2 processes (README: torchrun)
@@ -16,8 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from common import cli, distributed, tracking
-from common.artifacts import atomic_path, require, run_main, write_manifest
+from common import cli, distributed, teacher_negatives, tracking
+from common.artifacts import StageError, atomic_path, require, run_main, write_manifest
 from common.corpus import load_corpus
 from common.encode import load_embeddings, load_model
 from common.model import TwoTowerModel, stem_map
@@ -31,6 +33,10 @@ def main(argv=None, on_saved=None):
     p.add_argument("--init", default="s04", choices=["s04", "fresh"], help="start from s04's weights or anew")
     p.add_argument("--checkpoint", default="s04_model.pt", help="the s04 checkpoint")
     p.add_argument("--with-random", action="store_true", help="also train on s01's random-negative triplets")
+    p.add_argument("--mmse", type=cli.nonneg_float, default=0.0,
+                   help="weight of margin-MSE against the teacher's scores of s06's negatives (0: off)")
+    p.add_argument("--neg-distill", type=cli.nonneg_float, default=0.0,
+                   help="weight of the pull of s06's negatives towards the teacher's vectors of them (0: off)")
     cli.add_train(p, epochs=5, lr=5e-4, lr_emb=5e-3)
     cli.add_device(p)
     cli.add_wandb(p)
@@ -61,6 +67,14 @@ def main(argv=None, on_saved=None):
         if args.distill_passages:
             with distributed.main_first(ddp):
                 attach_passages(ts, corpus, args.distill_passages, basis.numpy(), device, log=say)
+    aux = None
+    if args.mmse or args.neg_distill:  # the teacher embeds s06's negatives (common/teacher_negatives.py)
+        if not (args.distill and basis is not None and ts.t_raw is not None):
+            raise StageError("--mmse and --neg-distill need the teacher: --distill > 0 here, and an s04 "
+                             "trained with it")
+        with distributed.main_first(ddp):
+            teacher_negatives.attach(ts, corpus, "mined", device, basis=basis.numpy(), log=say)
+        aux = {"mmse": args.mmse, "neg_distill": args.neg_distill}
     if args.init == "s04":
         model = s04
     else:
@@ -79,7 +93,7 @@ def main(argv=None, on_saved=None):
     best, hist = fit(model, corpus, ts, vs, device, out, args.epochs, args.batch_size, args.lr, args.lr_emb,
                      loss=args.loss, margin=args.margin, seed=args.seed, run=run,
                      patience=args.patience, distill=args.distill if basis is not None else 0.0,
-                     log=say, ddp=ddp, resume=resume, on_saved=on_saved,
+                     aux=aux, log=say, ddp=ddp, resume=resume, on_saved=on_saved,
                      meta={"vocab_fingerprint": corpus.vocab.fingerprint, "stage": "s07",
                            **({"teacher_basis": basis} if basis is not None else {})})
     if not main_rank:

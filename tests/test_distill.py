@@ -48,7 +48,7 @@ def test_more_passages_are_training_passages_beyond_the_distilled_positives(tmp_
     assert n == 7 and few < got
 
 
-def test_s04_trains_on_them(tmp_path_factory):
+def test_s04_and_s07_train_on_them(tmp_path_factory):
     """--out-dim 64: the folder's training pairs can give 64 teacher directions, so distillation runs."""
     d = copy_data(tmp_path_factory, "distill-passages-s04")
     args = ["--epochs", "2", "--batch-size", "32", "--out-dim", "64", "--wandb", "disabled"]
@@ -61,4 +61,21 @@ def test_s04_trains_on_them(tmp_path_factory):
     assert "more training passages" not in r0.stdout
     a = torch.load(d / "with.pt", weights_only=True)["state_dict"]
     b = torch.load(d / "without.pt", weights_only=True)["state_dict"]
+    assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) > 1e-4
+
+    # s07 --mmse / --neg-distill: the teacher embeds s06's negatives and training uses them, from
+    # without.pt (trained with the teacher); from the folder's s04 (without it) one line says what is needed
+    from common.artifacts import write_manifest
+    s07 = ["--epochs", "1", "--batch-size", "32", "--wandb", "disabled", "--distill-passages", "0"]
+    # s06's layout, its negatives taken from s01's (a search index is not what is tested here)
+    pq.write_table(pq.read_table(d / "triplets.parquet"), d / "hard_negatives.parquet")
+    write_manifest(d / "hard_negatives.parquet", "s06_mine_hard_negatives.py", {}, inputs={}, stats={})
+    r = run("s07_train_w_hard_negatives.py", d, *s07, "--mmse", "1", check=False)
+    assert r.returncode == 2 and "--mmse and --neg-distill need the teacher" in r.stderr, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    r = run("s07_train_w_hard_negatives.py", d, *s07, "--checkpoint", "without.pt", "--neg-distill", "2", "--mmse", "1")
+    assert "teacher negatives:" in r.stdout and "'rows_with_negative': 0," not in r.stdout, r.stdout[-2000:]
+    a = torch.load(d / "s07_model.pt", weights_only=True)["state_dict"]
+    run("s07_train_w_hard_negatives.py", d, *s07, "--checkpoint", "without.pt")
+    b = torch.load(d / "s07_model.pt", weights_only=True)["state_dict"]
     assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) > 1e-4
