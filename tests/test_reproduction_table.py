@@ -35,5 +35,7 @@ def test_every_figure_names_a_known_tolerance_and_stage():
             assert f["tolerance"] in spec["tolerances"], f
             assert f["section"] in spec["sections"], f
             assert isinstance(f["expected"], float), f
-    for t in spec["tolerances"].values():
-        assert 0 < t["value"] <= 0.01 and t["why"]
+    for name, t in spec["tolerances"].items():
+        # at most 0.01; on TREC DL 2019's 43 questions, less than one question's whole MRR@10 (1/43)
+        limit = 1 / 43 if name.endswith("-dl19") else 0.01
+        assert 0 < t["value"] < limit + 1e-12 and t["why"], name
