@@ -452,3 +452,20 @@ def test_dense_search_rescores_the_rows_it_is_given_beside_the_graphs(tmp_path):
         np.testing.assert_array_equal(np.sort(r), np.sort(e))
         assert np.all(np.diff(s_) <= 0)
         np.testing.assert_allclose(s_, x16[r] @ qi, atol=1e-5)
+
+
+def test_hnsw_m_by_size_and_codes():
+    """M when none is asked for: 32 for faiss float32 graphs from SMALL_INDEX passages, else 16
+    (small graphs, sq8 graphs, Chroma); --max-neighbors 1 is refused."""
+    import argparse
+    from common.index import build
+    small, big = graph.SMALL_INDEX - 1, graph.SMALL_INDEX
+    assert graph.auto_max_neighbors(small, "flat") == graph.HNSW["max_neighbors"] == 16
+    assert graph.auto_max_neighbors(big, "flat") == 32
+    assert graph.auto_max_neighbors(10 ** 7, "sq8") == 16 and graph.auto_max_neighbors(big, None) == 16
+    p = argparse.ArgumentParser()
+    build.add_args(p)
+    assert "max_neighbors" not in build.options_from_args(p.parse_args([])).hnsw
+    assert build.options_from_args(p.parse_args(["--max-neighbors", "8"])).hnsw["max_neighbors"] == 8
+    with pytest.raises(SystemExit):
+        p.parse_args(["--max-neighbors", "1"])

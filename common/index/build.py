@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from ..artifacts import BadSetting, StageError, check_lineage, require
 from . import chroma_graph, faiss_graph, parts, store
-from .graph import HNSW, SAVE_EVERY, BuildJob, auto_ef_search
+from .graph import HNSW, SAVE_EVERY, BuildJob, auto_ef_search, auto_max_neighbors
 from .state import acquire_writer_lock, progress_path, read_progress, same_build, write_json
 from .vectors import DEPTH, INDEX_DIM, VectorWriter, check_index_dim, create_vector_file, index_vectors, vectors_path
 
@@ -51,7 +51,7 @@ class BuildOptions:
 def add_args(p):
     """The index options of s05 and s08."""
     from .. import cli
-    from .graph import EF_SEARCH_SMALL, SMALL_INDEX
+    from .graph import EF_SEARCH_SMALL, MAX_NEIGHBORS_LARGE_FLAT, SMALL_INDEX
     p.add_argument("--backend", default="auto", choices=("auto", *store.BACKENDS),
                    help="where the HNSW graph lives: faiss (files in data/indexes; faster to build and query: "
                         "common/index/faiss_graph.py) or chroma (ChromaDB collections); auto: chroma with "
@@ -62,7 +62,9 @@ def add_args(p):
                    help="HNSW graphs, searched in parallel (chroma: also built by parallel processes; embedded "
                         "store only); 0: one per core (at most 4) from 200k passages, else 1")
     p.add_argument("--ef-construction", type=cli.positive_int, default=HNSW["ef_construction"])
-    p.add_argument("--max-neighbors", type=cli.int_range(2), default=HNSW["max_neighbors"], help="HNSW M")
+    p.add_argument("--max-neighbors", type=_max_neighbors, default=0,
+                   help=f"HNSW M; 0: {MAX_NEIGHBORS_LARGE_FLAT} for faiss float32 graphs from {SMALL_INDEX:,} "
+                        f"passages, else {HNSW['max_neighbors']}")
     p.add_argument("--ef-search", type=cli.nonneg_int_zero_means("auto"), default=0,
                    help=f"query-time HNSW effort; 0: {HNSW['ef_search']} from {SMALL_INDEX:,} passages, "
                         f"{EF_SEARCH_SMALL} below (changing it later does not rebuild)")
@@ -87,8 +89,22 @@ def add_args(p):
     chroma_graph.add_args(p)
 
 
+def _max_neighbors(s: str) -> int:
+    import argparse
+    from .. import cli
+    v = cli.nonneg_int_zero_means("auto")(s)
+    if v == 1:
+        raise argparse.ArgumentTypeError("must be 0 (auto) or an integer >= 2, not 1")
+    return v
+
+
+_max_neighbors.__name__ = "integer"
+
+
 def options_from_args(args) -> BuildOptions:
-    hnsw = {"ef_construction": args.ef_construction, "max_neighbors": args.max_neighbors}
+    hnsw = {"ef_construction": args.ef_construction}
+    if args.max_neighbors:
+        hnsw["max_neighbors"] = args.max_neighbors
     if args.ef_search:
         hnsw["ef_search"] = args.ef_search
     return BuildOptions(backend=args.backend, hnsw=hnsw, shards=args.shards, index_dim=args.index_dim,
@@ -220,6 +236,11 @@ def build_index(data_dir: Path, ckpt_path: Path, device, opts: BuildOptions | No
         if codes != "flat":
             key["codes"] = codes
         job.options["codes"] = codes
+    if "max_neighbors" not in opts.hnsw:  # the size decides; the default M leaves the name as it was
+        m = auto_max_neighbors(total, codes if backend is faiss_graph else None)
+        job.hnsw["max_neighbors"] = m
+        if m != HNSW["max_neighbors"]:
+            key["max_neighbors"] = m
     name = store.index_name(ckpt["fingerprint"], key, index_dim if index_dim < model.dim else None)
     if backend is chroma_graph and shards > 1:
         name = f"{name}-x{shards}"  # its own state: never confused with a one-collection build

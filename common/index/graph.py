@@ -34,6 +34,17 @@ EF_SEARCH_SMALL = 800
 SAVE_EVERY = 250_000  # passages between saves of a partial faiss graph (a killed build resumes there)
 
 
+# faiss float32 graphs from SMALL_INDEX passages link each passage to twice as many neighbours: on
+# trained models' vectors M 16 misses too much of the exact top 10 there (README, Speed). sq8
+# graphs (v2.1 scale) keep M 16 until measured; small graphs find it all with M 16.
+MAX_NEIGHBORS_LARGE_FLAT = 32
+
+
+def auto_max_neighbors(total: int, faiss_codes: str | None) -> int:
+    """HNSW M when none is asked for: faiss_codes is "flat" or "sq8" for a faiss graph, None for Chroma."""
+    return MAX_NEIGHBORS_LARGE_FLAT if faiss_codes == "flat" and total >= SMALL_INDEX else HNSW["max_neighbors"]
+
+
 def auto_ef_search(total: int) -> int:
     return HNSW["ef_search"] if total >= SMALL_INDEX else EF_SEARCH_SMALL
 
