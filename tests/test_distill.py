@@ -5,6 +5,7 @@ import pyarrow.parquet as pq
 import torch
 
 from common import teacher
+from common.artifacts import write_manifest
 from common.corpus import load_corpus
 from common.train import attach_passages, train_set
 from helpers import copy_data, run
@@ -65,7 +66,6 @@ def test_s04_and_s07_train_on_them(tmp_path_factory):
 
     # s07 --mmse / --neg-distill: the teacher embeds s06's negatives and training uses them, from
     # without.pt (trained with the teacher); from the folder's s04 (without it) one line says what is needed
-    from common.artifacts import write_manifest
     s07 = ["--epochs", "1", "--batch-size", "32", "--wandb", "disabled", "--distill-passages", "0"]
     # s06's layout, its negatives taken from s01's (a search index is not what is tested here)
     pq.write_table(pq.read_table(d / "triplets.parquet"), d / "hard_negatives.parquet")

@@ -236,11 +236,9 @@ def build_index(data_dir: Path, ckpt_path: Path, device, opts: BuildOptions | No
         if codes != "flat":
             key["codes"] = codes
         job.options["codes"] = codes
-    if "max_neighbors" not in opts.hnsw:  # the size decides; the default M leaves the name as it was
-        m = auto_max_neighbors(total, codes if backend is faiss_graph else None)
-        job.hnsw["max_neighbors"] = m
-        if m != HNSW["max_neighbors"]:
-            key["max_neighbors"] = m
+    if "max_neighbors" not in opts.hnsw:  # the size decides (index_name fills in defaults: M 16 names stay)
+        key["max_neighbors"] = job.hnsw["max_neighbors"] = auto_max_neighbors(
+            total, codes if backend is faiss_graph else None)
     name = store.index_name(ckpt["fingerprint"], key, index_dim if index_dim < model.dim else None)
     if backend is chroma_graph and shards > 1:
         name = f"{name}-x{shards}"  # its own state: never confused with a one-collection build
