@@ -5,18 +5,20 @@ from ranks `--skip`..`--depth` (below the very top, where false negatives crowd)
 selected for the query, never one of its own candidates, and never one scoring within `--margin`
 of its positive. Writes data/hard_negatives.parquet in the triplet layout. The searches are kept
 batch by batch (data/hard_negatives.parquet.chunks/): killed part-way, a re-run resumes at the last
-finished batch.
+finished batch. `--miner bm25` ranks with the pool's BM25 instead (the same window and guards, the
+guard scored by the model), `--miner both` takes one negative from each ranking.
 
     python s06_mine_hard_negatives.py
+    python s06_mine_hard_negatives.py --miner both
 """
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from common import cli
+from common import bm25, cli
 from common.artifacts import MissingInput, StageError, atomic_path, run_main, write_manifest
 from common.chunks import Chunks, ragged, unragged
-from common.corpus import load_corpus
+from common.corpus import load_corpus, read_query_columns
 from common.encode import encode_rows, load_model
 from common.index import chroma_graph, store
 from common.mining import mine
@@ -33,6 +35,8 @@ def main(argv=None, on_saved=None):
     p.add_argument("--per-query", type=cli.positive_int, default=1, help="hard negatives per (query, positive)")
     p.add_argument("--margin", type=float, default=0.0,
                    help="drop candidates scoring above (positive's score - margin)")
+    p.add_argument("--miner", default="model", choices=["model", "bm25", "both"],
+                   help="what ranks the pool: the s04 model through its index, BM25, or both (a negative from each)")
     p.add_argument("--query-batch", type=cli.positive_int, default=500)
     p.add_argument("--seed", type=cli.nonneg_int, default=0)
     chroma_graph.add_args(p)
@@ -56,41 +60,64 @@ def main(argv=None, on_saved=None):
     qids, pos, cand = train.qids, train.relevant, train.candidates
     qrows = corpus.qidx.rows(qids)
     first_pos = corpus.pidx.rows(np.array([min(x) for x in pos], dtype=np.int64))  # for the false-negative guard
+    miners = ["model", "bm25"] if args.miner == "both" else [args.miner]
+    lex = texts = None
+    if "bm25" in miners:  # the index s05 built beside the graph (built here if it is missing)
+        lex = bm25.load_or_build(d, **bm25.stage_params(d))
+        q = read_query_columns(d / "queries.parquet", ["query_id", "query"])
+        text_of = dict(zip(q["query_id"].tolist(), q["query"]))
+        texts = [text_of[int(x)] for x in qids]
     out = d / "hard_negatives.parquet"
     chunks = Chunks(out.with_name(out.name + ".chunks"),
                     {"model": ckpt["fingerprint"], "index": index.name, "vocab": corpus.vocab.fingerprint,
                      "depth": args.depth, "query_batch": args.query_batch, "queries": len(qids),
-                     "layout": 2})
+                     "layout": 2, **({"miner": args.miner, "bm25": bm25.label(lex.params)} if lex else {})})
     starts = range(0, len(qids), args.query_batch)
     batch = lambda n: slice(starts[n], starts[n] + args.query_batch)
 
     def search(n):
         qv = encode_rows(model, corpus.qtok, qrows[batch(n)], "query", device)
-        ids, sc = index.search_ids(qv, args.depth)
         pv = encode_rows(model, corpus.ptok, first_pos[batch(n)], "passage", device)
-        return {**{f"ids_{k}": v for k, v in ragged(ids, np.int64).items()},
-                **{f"sc_{k}": v for k, v in ragged(sc, np.float32).items()}, "pos_scores": (qv * pv).sum(1)}
+        got = {"pos_scores": (qv * pv).sum(1)}
+        for m in miners:
+            if m == "model":
+                ids, sc = index.search_ids(qv, args.depth)
+            else:  # BM25's order; the model's scores, for the false-negative guard against the positive
+                rows, _ = lex.search_rows(texts[batch(n)], args.depth)
+                ids = [lex.ids[r] for r in rows]
+                flat = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+                cv = encode_rows(model, corpus.ptok, corpus.pidx.rows(flat), "passage", device)
+                owner = np.repeat(np.arange(len(ids)), [len(i) for i in ids])
+                sc = unragged((cv * qv[owner]).sum(1).astype(np.float32), np.array([len(i) for i in ids]))
+            tag = "" if m == "model" else "bm25_"
+            got |= {f"{tag}ids_{k}": v for k, v in ragged(ids, np.int64).items()}
+            got |= {f"{tag}sc_{k}": v for k, v in ragged(sc, np.float32).items()}
+        return got
     # mined batch by batch as the searches come, so that only one batch's rankings are ever held
     # (README, v2.1 scale); one random stream over all batches, as one pass would draw
     rng = np.random.default_rng(args.seed)
     tables, stats = [], {}
     for n, got in enumerate(chunks.each(len(starts), search, "s06 search batches", on_saved=on_saved)):
         b = batch(n)
-        ids = [r.tolist() for r in unragged(got["ids_flat"], got["ids_lengths"])]
-        sc = [r.tolist() for r in unragged(got["sc_flat"], got["sc_lengths"])]
-        part, st = mine(qids[b], pos[b], [set(c) for c in cand[b]], ids, sc, got["pos_scores"], args.skip,
-                        args.depth, args.per_query, args.margin, rng)
-        tables.append(part)
-        stats = {k: stats.get(k, 0) + v for k, v in st.items()}
+        for m in miners:
+            tag = "" if m == "model" else "bm25_"
+            ids = [r.tolist() for r in unragged(got[f"{tag}ids_flat"], got[f"{tag}ids_lengths"])]
+            sc = [r.tolist() for r in unragged(got[f"{tag}sc_flat"], got[f"{tag}sc_lengths"])]
+            part, st = mine(qids[b], pos[b], [set(c) for c in cand[b]], ids, sc, got["pos_scores"], args.skip,
+                            args.depth, args.per_query, args.margin, rng)
+            tables.append(part)
+            stats[m] = {k: stats.get(m, {}).get(k, 0) + v for k, v in st.items()}
     table = pa.concat_tables(tables) if tables else TRIPLET_SCHEMA.empty_table()
     if table.num_rows == 0:
         raise StageError("no hard negatives found: lower --skip or --margin, or raise --depth")
     with atomic_path(out) as tmp:
         pq.write_table(table, tmp)
     write_manifest(out, "s06_mine_hard_negatives.py", {k: str(v) for k, v in vars(args).items()},
-                   inputs={"vocab": corpus.vocab_manifest, "model": ckpt["fingerprint"]}, stats=stats)
-    print(f"{stats['queries']:,} queries got negatives; {stats['dropped_as_possible_false_negative']:,} "
-          f"candidates dropped as possible false negatives; {stats['no_negative_found']:,} queries without one")
+                   inputs={"vocab": corpus.vocab_manifest, "model": ckpt["fingerprint"]},
+                   stats=stats["model"] if miners == ["model"] else stats)
+    for m, st in stats.items():
+        print(f"{m}: {st['queries']:,} queries got negatives; {st['dropped_as_possible_false_negative']:,} "
+              f"candidates dropped as possible false negatives; {st['no_negative_found']:,} queries without one")
     chunks.clear()
     cli.done(f"{out} ({table.num_rows:,} triplets)", t)
 

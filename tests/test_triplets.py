@@ -96,3 +96,29 @@ def test_mining_batch_by_batch_draws_as_one_pass():
     import pyarrow as pa
     assert pa.concat_tables(parts).equals(whole) and whole.num_rows > n
     assert dict(stats) == whole_stats
+
+
+def test_s06_mines_bm25s_ranking_too(pipeline):
+    """--miner bm25: every negative sits at ranks 3..30 of BM25's ranking for its question and is
+    never one of its selected passages; --miner both takes one from each ranking."""
+    import pyarrow.parquet as pq
+    from common import bm25
+    from common.triplets import positives
+    from helpers import run
+    d, _ = pipeline
+    count = {}
+    for miner in ("model", "bm25", "both"):
+        run("s06_mine_hard_negatives.py", d, "--miner", miner)
+        t = pq.read_table(d / "hard_negatives.parquet").to_pandas()
+        count[miner] = len(t)
+        if miner == "bm25":
+            q = pq.read_table(d / "queries.parquet").to_pandas()
+            text = dict(zip(q["query_id"], q["query"]))
+            sel = {r.query_id: set(positives(r.passage_ids, r.is_selected)) for r in q.itertuples()}
+            idx = bm25.load_or_build(d, **bm25.stage_params(d))
+            qs = sorted(set(t.query_id))
+            rows, _ = idx.search_rows([text[x] for x in qs], 30)
+            window = {x: set(idx.ids[r[3:30]].tolist()) for x, r in zip(qs, rows)}
+            assert all(n in window[x] and n not in sel[x] for x, n in zip(t.query_id, t.neg_id))
+            assert set(t.pos_id) <= set().union(*sel.values())
+    assert count["bm25"] > 0 and count["both"] == count["model"] + count["bm25"]
