@@ -62,6 +62,7 @@ WORK_DEFAULT = Path(tempfile.gettempdir()) / "msmarco-bench"
 EPOCHS_S04 = 2
 EPOCHS_S07 = 1
 S09_QUERIES = 200            # per-query latency sample (test split)
+S09_SETTLE = 20              # seconds latency.py waits after the Searcher starts (README, Speed: the page cache)
 TOPIC_RANK0 = 2_000          # topic words = GloVe words ranked 2,000 .. 2,000 + N/2 ("first")
 TOPICS = ("first", "spread")  # "spread": N/2 words evenly spaced over every rank from 2,000 (README, v2.1 scale)
 POLL_S = 0.1
@@ -310,8 +311,9 @@ def first_test_query(d: Path) -> str:
     return next((t for s, t in zip(q["split"], q["query"]) if s == "test"), "what is the")
 
 
-def s09_latency(py: str, d: Path, n: int, log: Path) -> dict:
-    cmd = [py, str(CODE / "bench" / "latency.py"), "--data-dir", str(d), "--queries", str(n), "--modes", "dense,hybrid"]
+def s09_latency(py: str, d: Path, n: int, log: Path, settle: float = 0.0) -> dict:
+    cmd = [py, str(CODE / "bench" / "latency.py"), "--data-dir", str(d), "--queries", str(n), "--modes", "dense,hybrid",
+           "--settle", str(settle)]
     load0 = os.getloadavg()[0]
     r = subprocess.run(cmd, cwd=CODE, capture_output=True, text=True)
     log.write_text("$ " + " ".join(cmd) + "\n" + r.stdout + r.stderr)
@@ -320,6 +322,7 @@ def s09_latency(py: str, d: Path, n: int, log: Path) -> dict:
     out = json.loads(r.stdout.strip().splitlines()[-1])
     out["rc"] = 0
     out["load_start"] = load0
+    out["settle_s"] = settle
     return out
 
 
@@ -463,6 +466,9 @@ def main():
     p.add_argument("--epochs", type=int, default=EPOCHS_S04, help="s04 epochs")
     p.add_argument("--s07-epochs", type=int, default=EPOCHS_S07)
     p.add_argument("--s09-queries", type=int, default=S09_QUERIES)
+    p.add_argument("--s09-settle", type=float, default=S09_SETTLE,
+                   help="seconds the latency run waits after the Searcher starts, for the warm-up's read-ahead "
+                        "to reach the page cache (0: measure from a cold start)")
     p.add_argument("--device", default=None, help="passed to s04-s08 and s10 (default: theirs, auto)")
     p.add_argument("--python", default=sys.executable)
     p.add_argument("--code", default="snapshot", choices=["snapshot", "worktree"],
@@ -521,7 +527,7 @@ def main():
             for r in (ready, ready_default):
                 print(f"   prompt ({r['mode']} mode) ready after {r['ready_s']} s (self-reported {r['self_reported_s']} s), "
                       f"first answer after {r['first_answer_s']} s, peak RSS {r['peak_rss'] / GB:.2f} GB", flush=True)
-            lat = s09_latency(py, d, args.s09_queries, log)
+            lat = s09_latency(py, d, args.s09_queries, log, args.s09_settle)
             for mode in ("dense", "hybrid"):
                 if mode in lat:
                     s = lat[mode]["search"]
