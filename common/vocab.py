@@ -255,6 +255,21 @@ class TokenTable:
 
     @classmethod
     def read(cls, path, id_col: str, producer: str | None = None) -> "TokenTable":
+        """The arrays memory-mapped from the table's cache (common/mapped_tokens.py), made from the
+        Parquet on the first read."""
+        from . import mapped_tokens
+        got = mapped_tokens.load(path)
+        if got is None:
+            t = cls.read_parquet(path, id_col, producer)
+            if not mapped_tokens.save(path, t.ids, t.flat, t.offsets):
+                return t
+            got = mapped_tokens.load(path)
+            if got is None:  # written, yet not readable back: keep what was read
+                return t
+        return cls(*got)
+
+    @classmethod
+    def read_parquet(cls, path, id_col: str, producer: str | None = None) -> "TokenTable":
         """Row group by row group into arrays sized from the file's metadata: at most one row
         group more than the table itself in memory (a whole-table read and combine held 2x)."""
         from .artifacts import damaged, parquet_row_groups

@@ -1,5 +1,8 @@
 """TokenTable: read row group by row group (10M passages' tokens without a second copy), the same
-arrays a whole-table read gives; lengths of a batch's rows only."""
+arrays a whole-table read gives; lengths of a batch's rows only; later reads memory-mapped from the
+table's cache (common/mapped_tokens.py)."""
+import os
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -34,6 +37,33 @@ def test_read_by_row_groups_equals_a_whole_table_read(tmp_path):
     for r, row, n in zip(rows, ids, lens):
         want = t.flat[t.offsets[r]:t.offsets[r + 1]][:4]
         assert (n, list(row[:n])) == ((len(want), list(want)) if len(want) else (1, [UNK]))
+
+
+def test_later_reads_map_the_cache_and_a_stale_or_damaged_one_is_made_again(tmp_path):
+    from common import mapped_tokens
+    p = tmp_path / "t.parquet"
+    _write(p)
+    want = TokenTable.read_parquet(p, "passage_id")
+    first = TokenTable.read(p, "passage_id")
+    cache = mapped_tokens.cache_dir(p)
+    assert sorted(f.name for f in cache.iterdir()) == ["flat.npy", "ids.npy", "offsets.npy", "source.json"]
+
+    def same(t, w):
+        return all(np.array_equal(getattr(t, k), getattr(w, k)) for k in ("ids", "flat", "offsets"))
+    again = TokenTable.read(p, "passage_id")
+    assert same(first, want) and same(again, want)
+    assert all(isinstance(getattr(again, k), np.memmap) for k in ("ids", "flat", "offsets"))
+    made = cache.stat().st_ino
+    assert TokenTable.read(p, "passage_id") is not None and cache.stat().st_ino == made  # reused, not remade
+
+    _write(p, groups=2, seed=1)  # s02 again: another table under the same name
+    os.utime(p, ns=(p.stat().st_atime_ns, p.stat().st_mtime_ns + 1))
+    assert same(TokenTable.read(p, "passage_id"), TokenTable.read_parquet(p, "passage_id"))
+    (cache / "flat.npy").write_bytes(b"garbage")  # damaged: made again from the Parquet
+    new = TokenTable.read_parquet(p, "passage_id")
+    assert same(TokenTable.read(p, "passage_id"), new) and isinstance(TokenTable.read(p, "passage_id").flat, np.memmap)
+    (cache / "offsets.npy").unlink()
+    assert same(TokenTable.read(p, "passage_id"), new)
 
 
 def test_a_table_that_is_not_tokens_is_one_line(tmp_path):
