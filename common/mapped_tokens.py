@@ -62,6 +62,9 @@ def save(parquet: Path, ids: np.ndarray, flat: np.ndarray, offsets: np.ndarray) 
         for n, a in zip(NAMES, (ids, flat, offsets)):
             np.save(tmp / f"{n}.npy", np.ascontiguousarray(a))
         (tmp / "source.json").write_text(json.dumps({**_source(parquet), "rows": len(ids), "values": len(flat)}))
+        if load(parquet) is not None:  # another process (a torchrun rank) wrote it meanwhile
+            shutil.rmtree(tmp, ignore_errors=True)
+            return True
         if d.exists():  # stale or damaged: aside first, so the rename below cannot land inside it
             old = tmp_path(d)
             os.rename(d, old)
