@@ -146,6 +146,20 @@ def atomic_path(path):
             tmp.unlink()
 
 
+def swap_dir(tmp: Path, out: Path):
+    """Put the complete folder `tmp` in place of `out`: the old one is moved aside first and then
+    deleted, so a reader finds the whole old folder or the whole new one, never a mix."""
+    import shutil
+    tmp, out = Path(tmp), Path(out)
+    old = None
+    if out.exists():
+        old = tmp_path(out)
+        out.rename(old)
+    tmp.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def write_json(path, obj):
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))

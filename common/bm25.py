@@ -5,13 +5,12 @@ part of its identity (data/bm25/source.json), so it is rebuilt when passages.par
 changes. A passage with a title (a `title` column, BEIR corpora) is indexed as title + " " + text."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 from .artifacts import (StageError, damage, damaged, file_facts, load_npy_artifact, read_json_artifact,
-                        remove_stale_tmp, require, tmp_path, write_json)
+                        remove_stale_tmp, require, swap_dir, tmp_path, write_json)
 from .stages import script
 from .text import normalize
 
@@ -243,11 +242,5 @@ def load_or_build(data_dir: Path, log=print, repair: bool = True, **kw) -> BM25I
     np.save(tmp / "passage_ids.npy", idx.ids)
     files = {f.name: file_facts(f) for f in sorted(tmp.iterdir()) if f.is_file()}
     write_json(tmp / "source.json", {"passages": pm["fingerprint"], "params": p, "files": files})
-    old = None
-    if out.exists():  # move the old index aside first: there is always a complete one in place
-        old = tmp_path(out)
-        out.rename(old)
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    swap_dir(tmp, out)  # there is always a complete index in place
     return idx

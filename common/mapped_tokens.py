@@ -10,13 +10,12 @@ it was made from, and one that is stale, damaged or missing is made again from t
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 
-from .artifacts import remove_stale_tmp, tmp_path
+from .artifacts import remove_stale_tmp, swap_dir, tmp_path
 
 LAYOUT = 1
 NAMES = ("ids", "flat", "offsets")
@@ -65,11 +64,7 @@ def save(parquet: Path, ids: np.ndarray, flat: np.ndarray, offsets: np.ndarray) 
         if load(parquet) is not None:  # another process (a torchrun rank) wrote it meanwhile
             shutil.rmtree(tmp, ignore_errors=True)
             return True
-        if d.exists():  # stale or damaged: aside first, so the rename below cannot land inside it
-            old = tmp_path(d)
-            os.rename(d, old)
-            shutil.rmtree(old, ignore_errors=True)
-        os.rename(tmp, d)
+        swap_dir(tmp, d)  # a stale or damaged one is replaced whole
         return True
     except OSError:  # another process renamed its own copy in first, or the folder is not writable
         shutil.rmtree(tmp, ignore_errors=True)
